@@ -1,0 +1,43 @@
+# edgeexec — `make test` and `make demo` are the two commands; both install what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test fast e2e lint typecheck demo standalone sysdeps install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+sysdeps:
+	@bash scripts/ensure-sysdeps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgeexec agent tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: install sysdeps lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+fast: install sysdeps
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+e2e: install sysdeps
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+demo: install sysdeps
+	$(BIN)/edgeexec demo
+
+standalone: install sysdeps
+	$(BIN)/edgeexec standalone
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,298 @@
+"""The agent's event loop: one WebSocket session at a time, jobs that outlive sessions.
+
+Theory of operation
+-------------------
+Jobs belong to the agent process, not to a WebSocket session. A terminal state is kept in
+``finished`` until the gateway acks it, and ``Hello`` lists both running and finished-unacked
+jobs, so a reconnect (network cut, gateway restart) loses no result and runs nothing twice: the
+gateway reconciles against Redis and the agent resends what is not yet acked.
+
+Signals follow the Edge provider: SIGINT drains (no new jobs; running ones finish), SIGTERM drains
+and terminates running jobs (SIGTERM, then SIGKILL after ``kill_grace``). A second signal of
+either kind escalates to terminate. The agent exits once it has no jobs and nothing unacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import ssl
+import uuid
+from collections.abc import Coroutine
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from agent import metrics, states
+from agent.errors import FatalConnectError, RunnerError
+from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
+from agent.runner import Runner
+from agent.settings import AgentSettings
+from edgeexec import protocol as p
+from edgeexec.version import __version__
+
+log = logging.getLogger(__name__)
+WELCOME_TIMEOUT = 30.0
+ACK_WAIT_AFTER_DRAIN = 30.0
+
+
+def _versions() -> dict[str, str]:
+    out = {"edgeexec": __version__}
+    with contextlib.suppress(PackageNotFoundError):
+        out["airflow"] = version("apache-airflow-core")
+    return out
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.s = settings
+        self.instance = uuid.uuid4().hex
+        self.finished: dict[str, p.StateReport] = {}
+        self.cancel_reasons: dict[str, str] = {}
+        self.draining = False
+        self.maintenance = False
+        self.comments = ""
+        self.ws: ClientConnection | None = None
+        self.heartbeat_interval = 10.0
+        self.runner: Runner | None = None
+        self._stopped = asyncio.Event()
+        self._drained_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Fire-and-forget from sync callbacks (signals, process exits), keeping a reference."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> dict[str, int]:
+        return {job: e.slots for job, e in self.runner.procs.items()} if self.runner else {}
+
+    @property
+    def used(self) -> int:
+        return self.runner.used if self.runner else 0
+
+    @property
+    def state(self) -> str:
+        return states.derive(has_jobs=bool(self.running), draining=self.draining, maintenance=self.maintenance)
+
+    def _done(self) -> bool:
+        if self._stopped.is_set():
+            return True
+        if not self.draining or self.running:
+            return False
+        if not self.finished:
+            return True
+        loop = asyncio.get_running_loop()
+        self._drained_at = self._drained_at or loop.time()
+        return loop.time() - self._drained_at > ACK_WAIT_AFTER_DRAIN
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.drain, False)
+        loop.add_signal_handler(signal.SIGTERM, self.drain, True)
+        self.runner = Runner(loop, self._job_exited, self.s.execution_api_url)
+        await loop.run_in_executor(None, self.runner.warm)
+        log.info("agent %s ready: queues=%s concurrency=%d gateway=%s",
+                 self.s.name, ",".join(self.s.queues), self.s.concurrency, self.s.url)
+        attempt = 0
+        while not self._done():
+            try:
+                if await self._connect_once():
+                    attempt = 0
+            except FatalConnectError as exc:
+                log.error("%s", exc)
+                self.drain(True)
+                return 2
+            except (OSError, WebSocketException, TimeoutError, p.ProtocolError) as exc:
+                log.warning("connection to %s failed: %s", self.s.url, exc)
+            if self._done():
+                break
+            delay = backoff_delay(attempt, random.random(), cap=self.s.max_backoff)
+            attempt += 1
+            log.info("reconnecting in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+        if self.finished:
+            log.warning("exiting with %d job result(s) not acknowledged by a gateway", len(self.finished))
+        log.info("agent %s stopped", self.s.name)
+        return 0
+
+    async def _connect_once(self) -> bool:
+        """One session; True if it got as far as a welcome (resets the backoff)."""
+        headers = {"Authorization": f"Bearer {self.s.token}"}
+        ctx = None
+        if self.s.url.startswith("wss://"):
+            ctx = ssl.create_default_context(cafile=self.s.ca_file or None)
+        try:
+            async with connect(self.s.url, additional_headers=headers, max_size=None, compression=None,
+                               open_timeout=WELCOME_TIMEOUT, ping_interval=20, ping_timeout=60,
+                               ssl=ctx) as ws:
+                await self._session(ws)
+                return True
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode(errors="replace") if exc.response.body else ""
+            msg = f"gateway refused the connection: HTTP {status} {body.strip()}"
+            if http_status_is_fatal(status):
+                raise FatalConnectError(msg) from None
+            raise ConnectionError(msg) from None
+
+    async def _session(self, ws: ClientConnection) -> None:
+        await ws.send(p.encode(self._hello()).decode())
+        welcome = p.decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT), allowed=p.GATEWAY_FRAMES)
+        if isinstance(welcome, p.Error):
+            if close_code_is_fatal(welcome.code):
+                raise FatalConnectError(f"gateway refused this agent: {welcome.message}")
+            raise ConnectionError(f"gateway refused this agent for now: {welcome.message}")
+        if not isinstance(welcome, p.Welcome):
+            raise p.ProtocolError(f"expected welcome, got {welcome.TYPE}")
+        for warning in welcome.warnings:
+            log.warning("gateway: %s", warning)
+        self.ws, self.heartbeat_interval = ws, welcome.heartbeat_interval
+        log.info("connected to %s (session %s)", self.s.url, welcome.session[:8])
+        for report in list(self.finished.values()):
+            await self._send(report)
+        beat = asyncio.create_task(self._heartbeats(ws))
+        try:
+            await self._check_drained()
+            async for raw in ws:
+                await self._handle(p.decode(raw, allowed=p.GATEWAY_FRAMES))
+        except ConnectionClosed:
+            pass
+        finally:
+            beat.cancel()
+            self.ws = None
+        code = ws.close_code
+        if close_code_is_fatal(code):
+            raise FatalConnectError(f"gateway closed the session: {code} {ws.close_reason}")
+        if not self._done():
+            log.warning("session closed (%s %s)", code, ws.close_reason or "")
+
+    def _hello(self) -> p.Hello:
+        jobs = [p.JobStatus(job, p.JobState.RUNNING) for job in self.running]
+        jobs += [p.JobStatus(r.job, r.state, r.exit_code) for r in self.finished.values()]
+        return p.Hello(name=self.s.name, instance=self.instance, queues=self.s.queues,
+                       concurrency=self.s.concurrency, versions=_versions(), jobs=tuple(jobs),
+                       state=self.state, comments=self.comments)
+
+    async def _send(self, frame: p.Frame) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        try:
+            await ws.send(p.encode(frame).decode())
+        except ConnectionClosed:
+            log.debug("could not send %s: session closed; it will be resent", frame.TYPE)
+
+    async def _heartbeats(self, ws: ClientConnection) -> None:
+        while True:
+            frame = p.Heartbeat(used=self.used, metrics=metrics.snapshot(), state=self.state)
+            await self._send(frame)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    # ------------------------------------------------------------------ frames from the gateway
+
+    async def _handle(self, frame: p.Frame) -> None:
+        if isinstance(frame, p.Run):
+            await self._run(frame)
+        elif isinstance(frame, p.Ack):
+            self.finished.pop(frame.job, None)
+            await self._check_drained()
+        elif isinstance(frame, p.Cancel):
+            self._cancel(frame.job, frame.reason)
+        elif isinstance(frame, p.Command):
+            await self._command(frame)
+        elif isinstance(frame, p.Error):
+            log.warning("gateway error %d: %s", frame.code, frame.message)
+
+    async def _run(self, frame: p.Run) -> None:
+        if frame.job in self.running:
+            await self._send(p.Accepted(job=frame.job))
+            return
+        if self.state not in p.ACCEPTING_STATES or self.used + frame.slots > self.s.concurrency:
+            await self._send(p.Rejected(job=frame.job, reason=f"agent is {self.state}, {self.used} slots used"))
+            return
+        assert self.runner is not None
+        try:
+            pid = self.runner.start(frame.job, frame.workload, frame.slots)
+        except RunnerError as exc:
+            log.error("%s", exc)
+            self.finished[frame.job] = p.StateReport(frame.job, p.JobState.FAILED, None, str(exc))
+            await self._send(self.finished[frame.job])
+            return
+        log.info("job %s started (pid %d, %d slot(s))", frame.job, pid, frame.slots)
+        await self._send(p.Accepted(job=frame.job))
+
+    def _cancel(self, job: str, reason: str) -> None:
+        if job in self.running and self.runner:
+            log.info("cancelling job %s: %s", job, reason)
+            self.cancel_reasons[job] = reason or "cancelled"
+            self.runner.terminate(job, self.s.kill_grace)
+
+    async def _command(self, frame: p.Command) -> None:
+        if frame.action in ("maintenance_on", "maintenance_off"):
+            self.maintenance = frame.action == "maintenance_on"
+            self.comments = frame.comments
+            await self._send(p.AgentStatus(state=self.state, comments=self.comments))
+        else:
+            self.drain(frame.action == "shutdown")
+
+    # ------------------------------------------------------------------ jobs and drain
+
+    def _job_exited(self, job: str, code: int) -> None:
+        reason = self.cancel_reasons.pop(job, "")
+        if code == 0:
+            state = p.JobState.SUCCESS
+        else:
+            state = p.JobState.FAILED
+            cause = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            reason = f"{reason}; {cause}" if reason else cause
+        log.info("job %s finished: %s%s", job, state.value, f" ({reason})" if reason else "")
+        report = p.StateReport(job=job, state=state, exit_code=code, reason=reason)
+        self.finished[job] = report
+        self._spawn(self._after_exit(report))
+
+    async def _after_exit(self, report: p.StateReport) -> None:
+        await self._send(report)
+        await self._check_drained()
+
+    def drain(self, terminate: bool) -> None:
+        """Stop taking jobs; with ``terminate`` (or on a second signal) also stop the running ones."""
+        terminate = terminate or self.draining
+        self.draining = True
+        log.info("draining%s: %d job(s) running", " and terminating jobs" if terminate else "", len(self.running))
+        loop = asyncio.get_running_loop()
+        self._spawn(self._send(p.AgentStatus(state=self.state, comments=self.comments)))
+        if terminate:
+            for job in list(self.running):
+                self._cancel(job, "agent shutting down")
+        elif self.s.drain_timeout > 0:
+            loop.call_later(self.s.drain_timeout, self._drain_timed_out)
+        self._spawn(self._check_drained())
+
+    def _drain_timed_out(self) -> None:
+        if self.running:
+            log.warning("drain timeout of %.0f s reached: terminating %d job(s)", self.s.drain_timeout,
+                        len(self.running))
+            for job in list(self.running):
+                self._cancel(job, f"drain timeout of {self.s.drain_timeout:g} s reached")
+
+    async def _check_drained(self) -> None:
+        if not self._done():
+            return
+        ws = self.ws
+        if ws is not None:
+            await self._send(p.Bye(reason="drained"))
+            await ws.close()
+        self._stopped.set()

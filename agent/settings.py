@@ -1,0 +1,49 @@
+"""Agent settings: ``AIRFLOW__EDGEEXEC__*`` environment variables, then CLI flags."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeexec.config import build, doc, env_lookup
+from edgeexec.errors import ConfigError
+from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
+
+SECTION = "edgeexec"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    url: str = field(default="ws://127.0.0.1:8765/ws/agent", metadata=doc("Gateway agent endpoint (ws:// or wss://)."))
+    name: str = field(default_factory=socket.gethostname, metadata=doc("Agent name; unique in the fleet."))
+    queues: tuple[str, ...] = field(default=("default",), metadata=doc("Airflow queues this agent serves."))
+    concurrency: int = field(default=8, metadata=doc("Slots: how many pool slots of work run at once."))
+    token: str = field(default="", metadata=doc("Secret sent as `Authorization: Bearer ...`."))
+    execution_api_url: str = field(
+        default="", metadata=doc("Airflow Execution API URL; empty = Airflow's [core] execution_api_server_url.")
+    )
+    drain_timeout: float = field(default=0.0, metadata=doc("Seconds a drain waits for jobs; 0 = forever."))
+    kill_grace: float = field(default=30.0, metadata=doc("Seconds between SIGTERM and SIGKILL of a job."))
+    max_backoff: float = field(default=30.0, metadata=doc("Upper bound of the reconnect delay, seconds."))
+    ca_file: str = field(default="", metadata=doc("CA bundle to verify a wss:// gateway."))
+    state_dir: str = field(default="", metadata=doc("Where the agent keeps state across restarts; empty = none."))
+
+    def __post_init__(self) -> None:
+        try:
+            validate_agent_name(self.name)
+            for q in self.queues:
+                validate_queue_name(q)
+        except ProtocolError as exc:
+            raise ConfigError(str(exc)) from None
+        if not self.queues:
+            raise ConfigError("the agent serves no queue: pass -q/--queues a,b")
+        if not 1 <= self.concurrency <= 4096:
+            raise ConfigError(f"-c/--concurrency {self.concurrency} is out of range 1..4096")
+        if not self.token:
+            raise ConfigError("no token: pass --token or set AIRFLOW__EDGEEXEC__TOKEN (the gateway's secret)")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:
+        return build(cls, SECTION, env_lookup(SECTION, environ), overrides)

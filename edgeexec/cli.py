@@ -1,0 +1,62 @@
+"""``edgeexec`` command line: gateway, standalone (a whole local stack) and demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from edgeexec import logs
+from edgeexec.errors import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="edgeexec", description="edgeexec: push dispatch for Airflow 3")
+    sub = ap.add_subparsers(dest="command", required=True)
+    gw = sub.add_parser("gateway", help="run a gateway (agents connect here)")
+    gw.add_argument("--host")
+    gw.add_argument("--port", type=int)
+    gw.add_argument("--redis-url")
+    gw.add_argument("--redis-prefix")
+    gw.add_argument("--shared-secret", help="prefer AIRFLOW__EDGEEXEC__SHARED_SECRET: flags show in ps")
+    gw.add_argument("--heartbeat-interval", type=float)
+    gw.add_argument("--max-frame-bytes", type=int)
+    gw.add_argument("--log-level")
+    for name, text in (("standalone", "run Airflow + Redis + gateway + agent locally until Ctrl-C"),
+                       ("demo", "run the example DAGs on a local stack, print a table, exit 0 iff all succeeded")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("--home", help="working directory for the stack (default: ./.demo)")
+        sp.add_argument("--log-level")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        if args.command == "gateway":
+            return _gateway(args)
+        from edgeexec.standalone import main as run_stack
+
+        return run_stack(args.command, args.home)
+    except ConfigError as exc:
+        print(f"edgeexec: {exc}", file=sys.stderr)
+        return 2
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from edgeexec.gateway.server import serve
+    from edgeexec.settings import GatewaySettings
+
+    settings = GatewaySettings.load(
+        host=args.host, port=args.port, redis_url=args.redis_url, redis_prefix=args.redis_prefix,
+        shared_secret=args.shared_secret, heartbeat_interval=args.heartbeat_interval,
+        max_frame_bytes=args.max_frame_bytes,
+    )
+    settings.require_secret()
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

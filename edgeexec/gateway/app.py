@@ -1,0 +1,62 @@
+"""Starlette application factory for the gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from edgeexec.gateway.service import Gateway
+from edgeexec.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+AGENT_PATH = "/ws/agent"
+
+
+def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) -> Starlette:
+    """A gateway app; ``client`` defaults to one built from ``settings.redis_url``."""
+    settings.require_secret()
+    redis_client = client or aioredis.Redis.from_url(
+        settings.redis_url, decode_responses=True, health_check_interval=30)
+    gateway = Gateway(settings, redis_client)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        log.info("gateway %s ready (redis %s)", settings.gateway_id, _redact(settings.redis_url))
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    async def agent_ws(ws: WebSocket) -> None:
+        await gateway.serve_agent(ws)
+
+    async def health(request: Request) -> JSONResponse:
+        try:
+            await redis_client.ping()
+        except Exception as exc:
+            return JSONResponse({"status": "unhealthy", "redis": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "gateway": settings.gateway_id, "agents": len(gateway.sessions)})
+
+    app = Starlette(
+        routes=[WebSocketRoute(AGENT_PATH, agent_ws), Route("/health", health)],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def _redact(url: str) -> str:
+    """Redis URLs may carry a password; never log it."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest

@@ -1,0 +1,29 @@
+"""Run the gateway under uvicorn with the settings that matter for many idle WebSockets."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from edgeexec.gateway.app import create_app
+from edgeexec.settings import GatewaySettings
+
+
+def uvicorn_config(settings: GatewaySettings, **extra: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets",  # supports HTTP denial responses before accept (401/403/503)
+        ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,  # frames are small; zlib contexts cost ~100 KB per agent
+        ws_ping_interval=settings.heartbeat_interval,
+        ws_ping_timeout=settings.liveness,
+        lifespan="on",
+        log_level="info",
+        access_log=False,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def serve(settings: GatewaySettings) -> None:
+    uvicorn.Server(uvicorn_config(settings)).run()

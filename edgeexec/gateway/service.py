@@ -1,0 +1,267 @@
+"""The gateway's agent side: authenticate, register, push work, record what agents report.
+
+Theory of operation
+-------------------
+A gateway holds no state that matters: every decision (which job goes to which agent, slot
+counts, job states) is a Lua script in Redis. The gateway only
+
+* refuses bad clients *before* accepting the WebSocket (401/403/503 as HTTP responses, so
+  a misconfigured agent backs off instead of retry-storming an accepted-then-closed socket);
+* turns frames into script calls and script results into ``run``/``cancel``/``ack`` frames;
+* listens on its pub/sub channel for jobs that schedulers placed on its agents.
+
+A lost pub/sub notice costs at most one heartbeat interval: every heartbeat returns the agent's
+assigned-but-unstarted jobs, and the gateway resends those it has not pushed in this session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from edgeexec import protocol as p
+from edgeexec.gateway.session import AgentSession, close_with_error
+from edgeexec.gateway.store import Assignment, GatewayStore
+from edgeexec.keys import Keys
+from edgeexec.settings import GatewaySettings
+from edgeexec.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+def check_bearer(header: str | None, secret: str) -> tuple[int, str] | None:
+    """None if the Authorization header carries the secret, else (HTTP status, explanation)."""
+    if not header:
+        return 401, "missing Authorization header: start the agent with --token or AIRFLOW__EDGEEXEC__TOKEN"
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return 401, "Authorization header must be 'Bearer <token>'"
+    if not hmac.compare_digest(value.strip().encode(), secret.encode()):
+        return 403, "the agent token was refused: check that it matches the gateway's shared secret"
+    return None
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, client: aioredis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        self.keys = Keys(settings.redis_prefix)
+        self.store = GatewayStore(client, self.keys, liveness_s=settings.liveness, job_ttl_s=settings.job_ttl)
+        self.sessions: dict[str, AgentSession] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.versions = {"edgeexec": __version__, **_airflow_version()}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="gateway-pubsub")
+
+    async def stop(self) -> None:
+        if self._listener:
+            self._listener.cancel()
+        for s in list(self.sessions.values()):
+            await s.close(p.CloseCode.GOING_AWAY, "gateway shutting down; reconnect")
+        await self.client.aclose()
+
+    # ------------------------------------------------------------------ agent endpoint
+
+    async def serve_agent(self, ws: WebSocket) -> None:
+        denial = check_bearer(ws.headers.get("authorization"), self.settings.shared_secret)
+        if denial is None and len(self.sessions) >= self.settings.max_agents:
+            denial = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"
+        if denial is not None:
+            status, message = denial
+            log.warning("refused agent connection from %s: %s", ws.client, message)
+            await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+            return
+        await ws.accept()
+        session: AgentSession | None = None
+        try:
+            hello = await self._read_hello(ws)
+            if hello is None:
+                return
+            session = await self._register(ws, hello)
+            if session is not None:
+                await self._receive_loop(session)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if session is not None:
+                await self._end(session)
+
+    async def _read_hello(self, ws: WebSocket) -> p.Hello | None:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), self.settings.hello_timeout)
+        except TimeoutError:
+            await close_with_error(ws, p.CloseCode.HELLO_TIMEOUT,
+                                   f"no hello within {self.settings.hello_timeout:g} s")
+            return None
+        if msg["type"] == "websocket.disconnect":
+            return None
+        try:
+            frame = p.decode(_payload(msg), allowed=frozenset({"hello"}))
+            assert isinstance(frame, p.Hello)
+            p.negotiate(frame.protocols)
+            return frame
+        except p.ProtocolError as exc:
+            log.warning("refused hello from %s: %s", ws.client, exc)
+            await close_with_error(ws, exc.code, str(exc))
+            return None
+
+    async def _register(self, ws: WebSocket, hello: p.Hello) -> AgentSession | None:
+        sid = uuid.uuid4().hex
+        reg = await self.store.register(hello, sid, self.settings.gateway_id)
+        if reg.conflict:
+            msg = (f"agent name {hello.name!r} is already connected from another live process; "
+                   "give this agent another --name or stop the other one")
+            log.warning("refused agent %s: %s", hello.name, msg)
+            await close_with_error(ws, p.CloseCode.NAME_IN_USE, msg)
+            return None
+        old = self.sessions.get(hello.name)
+        session = AgentSession(ws, hello.name, sid, hello.concurrency)
+        self.sessions[hello.name] = session
+        if old is not None:
+            await old.close(p.CloseCode.SESSION_REPLACED, "a newer session of this agent took over")
+        warnings = p.version_warnings(hello.versions, self.versions)
+        for w in warnings:
+            log.warning("agent %s: %s", hello.name, w)
+        await session.send(p.Welcome(session=sid, protocol=p.negotiate(hello.protocols),
+                                     heartbeat_interval=self.settings.heartbeat_interval,
+                                     max_frame=self.settings.max_frame_bytes, warnings=warnings))
+        log.info("agent %s connected (queues=%s, concurrency=%d, session=%s)",
+                 hello.name, ",".join(hello.queues), hello.concurrency, sid[:8])
+        for job in reg.foreign:
+            await session.send(p.Cancel(job=job, reason="this job is no longer assigned to this agent"))
+        await self._push(session, reg.claimed)
+        return session
+
+    async def _end(self, session: AgentSession) -> None:
+        if self.sessions.get(session.name) is session:
+            del self.sessions[session.name]
+        try:
+            await self.store.disconnect(session.name, session.session, clean=session.clean,
+                                       grace_s=self.settings.heartbeat_interval)
+        except Exception:
+            log.exception("could not record the disconnect of agent %s; the reaper will", session.name)
+        log.info("agent %s disconnected%s", session.name, " (bye)" if session.clean else "")
+
+    async def _receive_loop(self, s: AgentSession) -> None:
+        while True:
+            msg = await s.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            try:
+                frame = p.decode(_payload(msg), allowed=p.AGENT_FRAMES)
+            except p.ProtocolError as exc:
+                log.warning("agent %s sent a bad frame: %s", s.name, exc)
+                await close_with_error(s.ws, exc.code, str(exc))
+                return
+            log.debug("< %s %s", s.name, frame.TYPE)
+            if isinstance(frame, p.Bye):
+                s.clean = True
+                return
+            await self._handle(s, frame)
+
+    async def _handle(self, s: AgentSession, frame: p.Frame) -> None:
+        if isinstance(frame, p.Heartbeat | p.AgentStatus):
+            metrics = frame.metrics if isinstance(frame, p.Heartbeat) else None
+            comments = frame.comments if isinstance(frame, p.AgentStatus) else None
+            ok, claimed, waiting = await self.store.heartbeat(s.name, s.session, frame.state, comments, metrics)
+            if not ok:
+                await s.close(p.CloseCode.SESSION_REPLACED, "this session is no longer current; reconnect")
+                return
+            await self._push(s, claimed)
+            await self._push(s, [a for a in waiting if a.job not in s.sent])
+        elif isinstance(frame, p.Accepted):
+            await self._accepted(s, frame.job)
+        elif isinstance(frame, p.Rejected):
+            s.sent.discard(frame.job)
+            await self.store.reject(s.name, frame.job)
+        elif isinstance(frame, p.StateReport):
+            await self._state(s, frame)
+        elif isinstance(frame, p.LogChunk):
+            await self.store.append_log(frame.job, frame.offset, frame.data)
+
+    async def _accepted(self, s: AgentSession, job: str) -> None:
+        result = await self.store.accept(s.name, job)
+        if result != "ok":
+            await s.send(p.Cancel(job=job, reason=f"job is {result} on this gateway's records"))
+
+    async def _state(self, s: AgentSession, frame: p.StateReport) -> None:
+        if frame.state is p.JobState.RUNNING:
+            await self._accepted(s, frame.job)
+            return
+        status, claimed = await self.store.finish(s.name, frame.job, frame.state, frame.reason,
+                                                  frame.exit_code, s.concurrency)
+        if status == "foreign":
+            log.warning("agent %s reported job %s that is not assigned to it; ignored", s.name, frame.job)
+        s.sent.discard(frame.job)
+        await s.send(p.Ack(job=frame.job, state=frame.state))
+        await self._push(s, claimed)
+
+    async def _push(self, s: AgentSession, jobs: Iterable[Assignment]) -> None:
+        for a in jobs:
+            s.sent.add(a.job)
+            if not await s.send(p.Run(job=a.job, workload=a.workload, slots=a.slots)):
+                return
+
+    # ------------------------------------------------------------------ pub/sub from schedulers
+
+    async def _listen(self) -> None:
+        channel = self.keys.gateway_channel(self.settings.gateway_id)
+        delay = 0.1
+        while True:
+            try:
+                async with self.client.pubsub(ignore_subscribe_messages=True) as ps:
+                    await ps.subscribe(channel)
+                    delay = 0.1
+                    async for message in ps.listen():
+                        await self._on_notice(str(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pub/sub listener lost Redis; resubscribing in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _on_notice(self, data: str) -> None:
+        kind, _, rest = data.partition("\t")
+        name, _, rest = rest.partition("\t")
+        session = self.sessions.get(name)
+        if session is None:
+            return
+        if kind == "run":
+            assignment = await self.store.assigned_workload(name, rest)
+            if assignment and assignment.job not in session.sent:
+                await self._push(session, [assignment])
+        elif kind == "cancel":
+            job, _, reason = rest.partition("\t")
+            await session.send(p.Cancel(job=job, reason=reason))
+        else:
+            log.warning("unknown notice on the gateway channel: %r", data[:80])
+
+
+def _payload(msg: Mapping[str, Any]) -> bytes | str:
+    data = msg.get("text")
+    if data is None:
+        data = msg.get("bytes")
+    if not isinstance(data, bytes | str):
+        raise p.ProtocolError("empty WebSocket message")
+    return data
+
+
+def _airflow_version() -> dict[str, str]:
+    try:
+        from importlib.metadata import version
+
+        return {"airflow": version("apache-airflow-core")}
+    except Exception:
+        return {}

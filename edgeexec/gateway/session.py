@@ -1,0 +1,54 @@
+"""One agent's WebSocket session on this gateway: serialised sends and what was pushed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from edgeexec.protocol import CloseCode, Error, Frame, encode
+
+log = logging.getLogger(__name__)
+MAX_CLOSE_REASON = 120
+
+
+@dataclass(eq=False)
+class AgentSession:
+    ws: WebSocket
+    name: str
+    session: str
+    concurrency: int
+    sent: set[str] = field(default_factory=set)
+    clean: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, frame: Frame) -> bool:
+        """Send one frame; False if the socket is already gone (the caller keeps state in Redis)."""
+        if self.ws.client_state != WebSocketState.CONNECTED:
+            return False
+        try:
+            async with self._lock:
+                await self.ws.send_text(encode(frame).decode())
+            log.debug("> %s %s", self.name, frame.TYPE)
+            return True
+        except Exception as exc:
+            log.info("send to agent %s failed (%s); its session is ending", self.name, exc)
+            return False
+
+    async def close(self, code: int, reason: str) -> None:
+        await close_with_error(self.ws, code, reason)
+
+
+async def close_with_error(ws: WebSocket, code: int, message: str) -> None:
+    """Tell the peer why in an ``error`` frame, then close with a documented code."""
+    if ws.client_state != WebSocketState.CONNECTED:
+        return
+    try:
+        if code >= 4000 or code == CloseCode.GOING_AWAY:
+            retry = code in (CloseCode.GOING_AWAY, CloseCode.NAME_IN_USE, CloseCode.HELLO_TIMEOUT)
+            await ws.send_text(encode(Error(code=code, message=message, retry=retry)).decode())
+        await ws.close(code=code, reason=message.encode()[:MAX_CLOSE_REASON].decode(errors="ignore"))
+    except Exception as exc:
+        log.debug("closing a session failed: %s", exc)

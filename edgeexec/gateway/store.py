@@ -1,0 +1,106 @@
+"""The gateway's view of Redis: asyncio calls to the same Lua scripts the executor uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from edgeexec import scripts
+from edgeexec.clock import now_ms
+from edgeexec.keys import Keys
+from edgeexec.protocol import Hello, JobState
+
+LOG_CAP = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A job the gateway must push to an agent as a ``run`` frame."""
+
+    job: str
+    slots: int
+    workload: str
+
+
+def assignments(flat: Sequence[Any]) -> list[Assignment]:
+    return [Assignment(str(flat[i]), int(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    conflict: bool
+    foreign: tuple[str, ...] = ()
+    claimed: tuple[Assignment, ...] = ()
+
+
+class GatewayStore:
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, liveness_s: float, job_ttl_s: int,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.client = client
+        self.keys = keys
+        self.liveness_ms = int(liveness_s * 1000)
+        self.ttl_ms = job_ttl_s * 1000
+        self.clock = clock
+        self._scripts = {n: client.register_script(scripts.source(n)) for n in scripts.SCRIPT_NAMES}
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        return await self._scripts[name](keys=[], args=[self.keys.prefix, self.clock(), *args])
+
+    async def register(self, hello: Hello, session: str, gateway: str) -> Registration:
+        reported = {j.job: j.state.value for j in hello.jobs}
+        res = await self._call(
+            "register", hello.name, session, gateway, hello.instance, orjson.dumps(list(hello.queues)),
+            hello.concurrency, hello.state, hello.comments, self.liveness_ms,
+            orjson.dumps(reported) if reported else "{}", orjson.dumps(hello.versions), self.ttl_ms,
+        )
+        if res[0] == "conflict":
+            return Registration(conflict=True)
+        return Registration(False, tuple(res[1]), tuple(assignments(res[2])))
+
+    async def disconnect(self, name: str, session: str, *, clean: bool, grace_s: float) -> None:
+        await self._call("disconnect", name, session, "1" if clean else "0", self.liveness_ms, int(grace_s * 1000))
+
+    async def heartbeat(self, name: str, session: str, state: str, comments: str | None,
+                        metrics: dict[str, float] | None) -> tuple[bool, list[Assignment], list[Assignment]]:
+        res = await self._call("heartbeat", name, session, state, "\0" if comments is None else comments,
+                               orjson.dumps(metrics).decode() if metrics is not None else "")
+        return res[0] == "ok", assignments(res[1]), assignments(res[2])
+
+    async def claim(self, name: str, max_jobs: int) -> list[Assignment]:
+        return assignments(await self._call("claim", name, max_jobs))
+
+    async def accept(self, name: str, job: str) -> str:
+        return str(await self._call("accept", name, job))
+
+    async def reject(self, name: str, job: str) -> str:
+        return str(await self._call("reject", name, job))
+
+    async def finish(self, name: str, job: str, state: JobState, reason: str, exit_code: int | None,
+                     max_jobs: int) -> tuple[str, list[Assignment]]:
+        res = await self._call("finish", name, job, state.value, reason,
+                               "" if exit_code is None else exit_code, self.ttl_ms, max_jobs)
+        return str(res[0]), assignments(res[1])
+
+    async def assigned_workload(self, name: str, job: str) -> Assignment | None:
+        """The workload of a job assigned to ``name`` and not yet started, or None."""
+        values: list[Any] = await self.client.hmget(
+            self.keys.job(job), ["agent", "state", "slots", "payload"])
+        agent, state, slots, payload = values
+        if agent != name or state != JobState.ASSIGNED.value or not payload:
+            return None
+        return Assignment(job, int(slots), payload)
+
+    async def append_log(self, job: str, offset: int, data: str) -> None:
+        """Keep a bounded copy of a job's log, idempotent by character offset."""
+        key = f"{self.keys.prefix}:log:{job}"
+        have = await self.client.strlen(key)
+        if offset + len(data) <= have or have >= LOG_CAP:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.append(key, data[max(0, have - offset):])
+        pipe.expire(key, self.ttl_ms // 1000)
+        await pipe.execute()

@@ -1,0 +1,72 @@
+"""Every Redis key edgeexec uses, in one place. The Lua prelude (lua/lib.lua) builds the same names.
+
+``{p}`` is the configurable prefix (``[edgeexec] redis_prefix``, default ``edgeexec``), so several
+installations can share one Redis. Queue and agent names are always the *last* segment of a key,
+which keeps keys unambiguous even though names may contain ``:``.
+
+| key                          | type    | holds                                                    | expiry |
+|------------------------------|---------|----------------------------------------------------------|--------|
+| {p}:job:{id}                 | hash    | one submission: queue, slots, prio, owner, state, agent  | TTL once terminal |
+| {p}:ref:{ref}                | string  | newest job id for a workload ref (ti id + try)           | TTL once terminal |
+| {p}:pending:{queue}:{slots}  | zset    | pending jobs, score -priority, member seq|id (FIFO ties) | emptied by claims |
+| {p}:psizes:{queue}           | zset    | slot sizes that have pending jobs on a queue             | emptied by claims |
+| {p}:queues                   | set     | queues ever submitted to (status, metrics)               | none, tiny |
+| {p}:seq                      | string  | submission counter (FIFO order among equal priority)     | none |
+| {p}:agent:{name}             | hash    | agent record: queues, conc, used, state, session, gw     | swept when offline |
+| {p}:agents                   | set     | known agent names                                        | swept |
+| {p}:free:{queue}             | zset    | connected accepting agents with free slots, score=free   | kept exact by scripts |
+| {p}:ajobs:{name}             | set     | jobs assigned to or running on an agent                  | emptied on release |
+| {p}:hb                       | zset    | agent -> last heartbeat (ms); the reaper's index         | reaper removes |
+| {p}:events:{owner}           | stream  | job state changes for the scheduler that owns the jobs   | MAXLEN ~100k, trimmed by reader |
+| {p}:gw:{gateway}             | channel | run/cancel/claim notices for one gateway's agents        | pub/sub |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "edgeexec"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def ref(self, ref: str) -> str:
+        return f"{self.prefix}:ref:{ref}"
+
+    def pending(self, queue: str, slots: int) -> str:
+        return f"{self.prefix}:pending:{queue}:{slots}"
+
+    def psizes(self, queue: str) -> str:
+        return f"{self.prefix}:psizes:{queue}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}:queues"
+
+    def agent(self, name: str) -> str:
+        return f"{self.prefix}:agent:{name}"
+
+    @property
+    def agents(self) -> str:
+        return f"{self.prefix}:agents"
+
+    def free(self, queue: str) -> str:
+        return f"{self.prefix}:free:{queue}"
+
+    def agent_jobs(self, name: str) -> str:
+        return f"{self.prefix}:ajobs:{name}"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.prefix}:hb"
+
+    def events(self, owner: str) -> str:
+        return f"{self.prefix}:events:{owner}"
+
+    def gateway_channel(self, gateway: str) -> str:
+        return f"{self.prefix}:gw:{gateway}"

@@ -1,0 +1,128 @@
+"""Child processes started on free loopback ports and stopped by PID (process group).
+
+Used by `edgeexec standalone`/`demo` and by the test suite: nothing here talks to a shared
+instance, and everything started is stopped again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+BIN = Path(sys.executable).parent
+"""Console scripts (airflow, edgeexec, agent) of the running interpreter's environment."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return bool(r.status == 200)
+
+
+class Proc:
+    """A child process in its own process group, stopped by PID (group) when done."""
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, log: Path | None = None,
+                 cwd: Path | None = None, user: str | None = None) -> None:
+        self.argv = list(argv)
+        self.log = log
+        self._out: IO[bytes] | None = open(log, "ab") if log else None  # noqa: SIM115 - closed in stop()
+        self.popen: subprocess.Popen[bytes] = subprocess.Popen(
+            self.argv, env=dict(env) if env is not None else None,
+            stdout=self._out if self._out is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True, user=user)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def send(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int | None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)  # anything the leader left behind in its group
+        if self._out is not None:
+            self._out.close()
+        return self.popen.returncode
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log or not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class RedisServer:
+    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise RuntimeError("redis-server is not installed: run `make demo`/`make test` (they install it) "
+                               "or `apt-get install redis-server`")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = Proc([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir),
+                          "--daemonize", "no"], log=self.workdir / "redis.log")
+        wait_for(lambda: port_open(self.port), 15, f"redis-server on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+

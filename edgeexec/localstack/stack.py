@@ -1,0 +1,199 @@
+"""A whole edgeexec deployment on one machine: Redis, Airflow 3, a gateway and agents.
+
+``airflow standalone`` forces LocalExecutor, so edgeexec orchestrates the processes itself. The
+same class backs ``edgeexec standalone``, ``edgeexec demo`` and the end-to-end test suite.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from edgeexec.localstack.processes import BIN, Proc, RedisServer, free_port, http_ok, port_open, wait_for
+
+log = logging.getLogger(__name__)
+API_START_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 8
+
+
+@dataclass
+class StackConfig:
+    home: Path
+    dags_folder: Path
+    sql_alchemy_conn: str = ""
+    redis_url: str = ""
+    agents: tuple[AgentSpec, ...] = (AgentSpec("agent-1"),)
+    heartbeat_interval: float = 10.0
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.cfg = config
+        self.home = config.home.resolve()
+        self.api_port = free_port()
+        self.gateway_port = free_port()
+        self.secret = secrets.token_urlsafe(24)
+        self.redis: RedisServer | None = None
+        self.procs: dict[str, Proc] = {}
+        self.redis_url = config.redis_url
+
+    # ------------------------------------------------------------------ environment
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway_port}/ws/agent"
+
+    @property
+    def sql_alchemy_conn(self) -> str:
+        return self.cfg.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update({
+            "AIRFLOW_HOME": str(self.home / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+            "AIRFLOW__CORE__EXECUTOR": "edgeexec.EdgeExecutor",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._persistent_secret("jwt_secret"),
+            "AIRFLOW__API__SECRET_KEY": self._persistent_secret("api_secret"),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.cfg.dags_folder.resolve()),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__EDGEEXEC__REDIS_URL": self.redis_url,
+            "AIRFLOW__EDGEEXEC__SHARED_SECRET": self.secret,
+            "AIRFLOW__EDGEEXEC__TOKEN": self.secret,
+            "AIRFLOW__EDGEEXEC__URL": self.gateway_url,
+            "AIRFLOW__EDGEEXEC__HEARTBEAT_INTERVAL": str(self.cfg.heartbeat_interval),
+            "AIRFLOW__EDGEEXEC__EXECUTION_API_URL": f"{self.api_url}/execution/",
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.cfg.extra_env)
+        return env
+
+    def _persistent_secret(self, name: str) -> str:
+        """Secrets the api-server and scheduler must share; kept so a restarted stack keeps working."""
+        path = self.home / f".{name}"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LocalStack:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        if not self.redis_url:
+            self.redis = RedisServer(self.home / "redis").start()
+            self.redis_url = self.redis.url
+        self._airflow("db", "migrate")
+        for component in ("api-server", "scheduler", "dag-processor"):
+            self.start_airflow(component)
+        self.start_gateway()
+        for spec in self.cfg.agents:
+            self.start_agent(spec)
+        wait_for(lambda: http_ok(f"{self.api_url}/api/v2/monitor/health"), API_START_TIMEOUT,
+                 f"Airflow api-server on port {self.api_port} (log: {self.home / 'api-server.log'})", 0.5)
+        return self
+
+    def _airflow(self, *args: str) -> None:
+        out = subprocess.run([str(BIN / "airflow"), *args], env=self.env(), capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+    def start_airflow(self, component: str) -> Proc:
+        argv = [str(BIN / "airflow"), component]
+        if component == "scheduler":
+            argv.append("--skip-serve-logs")
+        return self._spawn(component, argv)
+
+    def start_gateway(self) -> Proc:
+        proc = self._spawn("gateway", [str(BIN / "edgeexec"), "gateway", "--port", str(self.gateway_port)])
+        wait_for(lambda: port_open(self.gateway_port), 60, f"gateway on port {self.gateway_port}")
+        return proc
+
+    def start_agent(self, spec: AgentSpec, *extra: str) -> Proc:
+        argv = [str(BIN / "agent"), "start", "-q", ",".join(spec.queues), "-c", str(spec.concurrency),
+                "--name", spec.name, *extra]
+        return self._spawn(f"agent-{spec.name}", argv)
+
+    def _spawn(self, name: str, argv: list[str]) -> Proc:
+        old = self.procs.get(name)
+        if old is not None:
+            old.stop()
+        proc = Proc(argv, env=self.env(), log=self.home / f"{name}.log", cwd=self.home)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self) -> None:
+        for name in sorted(self.procs, key=lambda n: (not n.startswith("agent"), n)):
+            self.procs[name].stop()
+        self.procs.clear()
+        if self.redis:
+            self.redis.stop()
+
+    # ------------------------------------------------------------------ Airflow REST API
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        import urllib.request
+
+        data = orjson.dumps(body) if body is not None else None
+        req = urllib.request.Request(f"{self.api_url}/api/v2{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return orjson.loads(resp.read() or b"null")
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
+        def parsed() -> bool:
+            return all(self._dag_exists(d) for d in dag_ids)
+
+        wait_for(parsed, timeout, f"DAGs {', '.join(dag_ids)} to be parsed", 1.0)
+
+    def _dag_exists(self, dag_id: str) -> bool:
+        try:
+            self.api("GET", f"/dags/{dag_id}")
+            return True
+        except Exception:
+            return False
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        run = self.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": dict(conf or {})})
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        wait_for(lambda: self.run_state(dag_id, run_id) in ("success", "failed"), timeout,
+                 f"run {run_id} of {dag_id} to finish", 1.0)
+        return self.run_state(dag_id, run_id)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[
+            "task_instances"]
+        return out

@@ -1,0 +1,20 @@
+-- adopt: a restarted scheduler takes over workloads queued by its predecessor.
+-- ARGV: prefix, now, owner, ref...
+-- Keys: ref:{ref} job:{id} events:{owner}
+-- Returns {ref, id, state, ...} for every ref that still has a job; a job that finished while
+-- nobody owned it re-emits its final state to the new owner so the result is not lost.
+local out = {}
+for i = 4, #ARGV do
+  local ref = ARGV[i]
+  local id = redis.call('GET', k('ref', ref))
+  local st = id and redis.call('HGET', k('job', id), 'state')
+  if st then
+    redis.call('HSET', k('job', id), 'owner', ARGV[3])
+    if TERMINAL[st] or st == 'running' then
+      local f = redis.call('HMGET', k('job', id), 'reason', 'exit')
+      emit(id, st, f[1], f[2])
+    end
+    for _, v in ipairs({ ref, id, st }) do table.insert(out, v) end
+  end
+end
+return out

@@ -1,0 +1,15 @@
+-- cancel: the scheduler revoked a workload. A pending job is cancelled here; a job on an agent
+-- is marked and its gateway told to stop the process (the agent then reports it failed).
+-- ARGV: prefix, now, ref, reason, ttl_ms
+-- Keys: ref:{ref} job:{id} pending:{q}:{s} psizes:{q} events:{owner}; publishes on gw:{gateway}
+local id = redis.call('GET', k('ref', ARGV[3]))
+if not id then return 'unknown' end
+local f = redis.call('HMGET', k('job', id), 'state', 'agent')
+if not f[1] or TERMINAL[f[1]] then return 'finished' end
+if f[1] == 'pending' then
+  finish(id, 'cancelled', ARGV[4], '', num(ARGV[5]))
+  return 'cancelled'
+end
+redis.call('HSET', k('job', id), 'cancel', ARGV[4])
+notify(f[2], 'cancel\t' .. f[2] .. '\t' .. id .. '\t' .. ARGV[4])
+return 'signalled'

@@ -1,0 +1,56 @@
+-- register: an agent's hello. Refuses a second live agent with the same name, otherwise takes
+-- the name over (a restarted or reconnected agent is accepted at once) and reconciles jobs.
+-- ARGV: prefix, now, agent, session, gateway, instance, queues_json, concurrency, state, comments,
+--       liveness_ms, reported_json ({id: state}), versions_json, ttl_ms
+-- Keys: agent:{a} agents hb ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q} events:{owner}
+-- Returns {'conflict', other_session} or {'ok', {foreign ids}, {claimed id, slots, payload, ...}}.
+local name, session, instance = ARGV[3], ARGV[4], ARGV[6]
+local a = k('agent', name)
+local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues')
+if cur[1] == '1' and cur[2] ~= instance and NOW - num(cur[3]) < num(ARGV[11]) then
+  return { 'conflict', str(cur[4]) }
+end
+local state = ARGV[9]
+-- leave the free sets of queues this agent no longer serves
+for _, q in ipairs(cjson.decode(cur[5] or '[]')) do redis.call('ZREM', k('free', q), name) end
+redis.call('HSET', a, 'name', name, 'session', session, 'gw', ARGV[5], 'instance', instance,
+  'queues', ARGV[7], 'conc', ARGV[8], 'state', state, 'comments', ARGV[10], 'connected', '1',
+  'accepting', ACCEPTING[state] and '1' or '0', 'seen', NOW, 'versions', ARGV[13], 'since', NOW)
+redis.call('SADD', k('agents'), name)
+redis.call('ZADD', k('hb'), NOW, name)
+local reported = cjson.decode(ARGV[12])
+local requeue, used = {}, 0
+for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
+  local st = redis.call('HGET', k('job', id), 'state')
+  local r = reported[id]
+  if not st or TERMINAL[st] then
+    redis.call('SREM', k('ajobs', name), id)
+  elseif r == nil then
+    if st == 'assigned' then
+      redis.call('SREM', k('ajobs', name), id)
+      table.insert(requeue, id)
+    else
+      redis.call('SREM', k('ajobs', name), id)
+      finish(id, 'failed', 'agent ' .. name .. ' restarted and no longer runs this job', '', num(ARGV[14]))
+    end
+  else
+    if r == 'running' and st == 'assigned' then
+      redis.call('HSET', k('job', id), 'state', 'running', 'started', NOW, 'upd', NOW)
+      emit(id, 'running', '', '')
+    end
+    used = used + num(redis.call('HGET', k('job', id), 'slots'))
+  end
+end
+redis.call('HSET', a, 'used', used)
+local foreign = {}
+for id, r in pairs(reported) do
+  if r == 'running' and redis.call('HGET', k('job', id), 'agent') ~= name then table.insert(foreign, id) end
+end
+for _, id in ipairs(requeue) do enqueue(id) end
+refresh_free(name)
+-- this agent gets first pick (its session is not listening for notices yet); others get the rest
+local claimed = claim(name, num(ARGV[8]))
+for _, id in ipairs(requeue) do
+  if redis.call('HGET', k('job', id), 'state') == 'pending' then place(id) end
+end
+return { 'ok', foreign, claimed }

@@ -1,0 +1,534 @@
+"""The agent <-> gateway wire protocol: frozen dataclasses and pure encode/decode.
+
+Theory of operation
+-------------------
+Every frame is one JSON object with a ``type`` field. :func:`decode` turns bytes or text into
+one of the frame classes below or raises :class:`ProtocolError` saying exactly which field was
+wrong; :func:`encode` is its inverse. Nothing here does I/O, so the whole protocol is tested
+without sockets and both the gateway and the agent share the same validation.
+
+A session is::
+
+    agent                                   gateway
+      | -- HTTP upgrade + Authorization -->  |   (refused with 401/403/503 before accept)
+      | -- Hello ------------------------->  |
+      | <-------------------------- Welcome  |   (or Error + close)
+      | -- StateReport (buffered, resent) ->  |
+      | <------------------------------ Ack  |
+      | <------------------------------ Run  |
+      | -- Accepted ---------------------->  |
+      | -- Heartbeat / LogChunk ---------->  |
+      | -- StateReport ------------------->  |
+      | <------------------------------ Ack  |
+      | -- Bye --------------------------->  |
+
+The agent lists every protocol version it speaks in ``Hello.protocols``; the gateway picks the
+highest one it also speaks and names it in ``Welcome.protocol``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import IntEnum, StrEnum
+from typing import Any, ClassVar
+
+import orjson
+
+PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+MAX_QUEUE_NAME = 256
+MAX_AGENT_NAME = 253
+MAX_QUEUES = 64
+MAX_CONCURRENCY = 4096
+MAX_REASON = 4096
+_AGENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+_QUEUE_FORBIDDEN = re.compile(r"[\s,\x00-\x1f]")
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the gateway uses; documented in docs/protocol.md."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    MALFORMED = 4400
+    FORBIDDEN = 4403
+    HELLO_TIMEOUT = 4408
+    NAME_IN_USE = 4409
+    UNSUPPORTED_PROTOCOL = 4426
+    INVALID_HELLO = 4422
+    SESSION_REPLACED = 4410
+
+
+class JobState(StrEnum):
+    """States of one job as the store and the agent know it."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobState.SUCCESS, JobState.FAILED, JobState.CANCELLED})
+
+
+ACCEPTING_STATES = frozenset({"idle", "running"})
+"""Agent states in which the gateway hands out new jobs; every other state stops dispatch."""
+
+
+class ProtocolError(ValueError):
+    """The peer sent a frame we cannot accept; ``str()`` says what was wrong and what to do."""
+
+    def __init__(self, message: str, code: CloseCode = CloseCode.MALFORMED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------------- field validators
+
+
+def _req(obj: Mapping[str, Any], name: str, frame: str) -> Any:
+    if name not in obj:
+        raise ProtocolError(f"{frame} frame is missing the required field {name!r}")
+    return obj[name]
+
+
+def _str(value: Any, name: str, frame: str, max_len: int = 1 << 20) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{frame}.{name} must be a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ProtocolError(f"{frame}.{name} is {len(value)} characters long; the limit is {max_len}")
+    return value
+
+
+def _int(value: Any, name: str, frame: str, lo: int = 0, hi: int = 1 << 62) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(f"{frame}.{name} must be an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ProtocolError(f"{frame}.{name}={value} is out of range [{lo}, {hi}]")
+    return value
+
+
+def _opt_int(value: Any, name: str, frame: str) -> int | None:
+    return None if value is None else _int(value, name, frame, -(1 << 31), 1 << 31)
+
+
+def _bool(value: Any, name: str, frame: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{frame}.{name} must be true or false, got {type(value).__name__}")
+    return value
+
+
+def _dict(value: Any, name: str, frame: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{frame}.{name} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, name: str, frame: str, max_items: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{frame}.{name} must be a list, got {type(value).__name__}")
+    if len(value) > max_items:
+        raise ProtocolError(f"{frame}.{name} has {len(value)} items; the limit is {max_items}")
+    return value
+
+
+def validate_agent_name(name: str) -> str:
+    """Agent names become Redis keys and log fields, so keep them to a host-name-like alphabet."""
+    if not name or len(name) > MAX_AGENT_NAME or not _AGENT_NAME_RE.match(name):
+        raise ProtocolError(
+            f"agent name {name[:80]!r} is invalid: use 1-{MAX_AGENT_NAME} characters from "
+            "letters, digits and . _ : @ - (starting with a letter or digit)",
+            CloseCode.INVALID_HELLO,
+        )
+    return name
+
+
+def validate_queue_name(queue: str) -> str:
+    """Queue names are Airflow's ``queue=`` values; commas and whitespace would break the CLI lists."""
+    if not queue or len(queue) > MAX_QUEUE_NAME or _QUEUE_FORBIDDEN.search(queue):
+        raise ProtocolError(
+            f"queue name {queue[:80]!r}{'...' if len(queue) > 80 else ''} is invalid: "
+            f"use 1-{MAX_QUEUE_NAME} characters without commas, whitespace or control characters",
+            CloseCode.INVALID_HELLO,
+        )
+    return queue
+
+
+def _job_state(value: Any, name: str, frame: str) -> JobState:
+    try:
+        return JobState(_str(value, name, frame, 32))
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobState)
+        raise ProtocolError(f"{frame}.{name}={value!r} is not a job state; use one of {allowed}") from None
+
+
+# --------------------------------------------------------------------------- frames
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job the agent still holds, listed in Hello so the gateway can reconcile after a reconnect."""
+
+    job: str
+    state: JobState
+    exit_code: int | None = None
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> JobStatus:
+        d = _dict(obj, "jobs[]", "hello")
+        return cls(
+            job=_str(_req(d, "job", "hello.jobs[]"), "job", "hello.jobs[]", 128),
+            state=_job_state(_req(d, "state", "hello.jobs[]"), "state", "hello.jobs[]"),
+            exit_code=_opt_int(d.get("exit_code"), "exit_code", "hello.jobs[]"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame of a session: who the agent is and what it can do."""
+
+    TYPE: ClassVar[str] = "hello"
+    name: str
+    instance: str
+    queues: tuple[str, ...]
+    concurrency: int
+    protocols: tuple[int, ...] = PROTOCOL_VERSIONS
+    versions: dict[str, str] = field(default_factory=dict)
+    jobs: tuple[JobStatus, ...] = ()
+    state: str = "idle"
+    comments: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Hello:
+        f = "hello"
+        queues = tuple(
+            validate_queue_name(_str(q, "queues[]", f, MAX_QUEUE_NAME + 1))
+            for q in _list(_req(d, "queues", f), "queues", f, MAX_QUEUES)
+        )
+        if not queues:
+            raise ProtocolError("hello.queues is empty: an agent must serve at least one queue",
+                                CloseCode.INVALID_HELLO)
+        versions = {str(k): str(v)[:64] for k, v in _dict(d.get("versions", {}), "versions", f).items()}
+        return cls(
+            name=validate_agent_name(_str(_req(d, "name", f), "name", f, MAX_AGENT_NAME + 1)),
+            instance=_str(_req(d, "instance", f), "instance", f, 64),
+            queues=queues,
+            concurrency=_int(_req(d, "concurrency", f), "concurrency", f, 1, MAX_CONCURRENCY),
+            protocols=tuple(_int(p, "protocols[]", f) for p in _list(_req(d, "protocols", f), "protocols", f, 16)),
+            versions=dict(list(versions.items())[:16]),
+            jobs=tuple(JobStatus.from_obj(j) for j in _list(d.get("jobs", []), "jobs", f, MAX_CONCURRENCY)),
+            state=_str(d.get("state", "idle"), "state", f, 32),
+            comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The gateway accepted the session; tells the agent how to behave on it."""
+
+    TYPE: ClassVar[str] = "welcome"
+    session: str
+    protocol: int
+    heartbeat_interval: float
+    max_frame: int
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Welcome:
+        f = "welcome"
+        hb = _req(d, "heartbeat_interval", f)
+        if isinstance(hb, bool) or not isinstance(hb, int | float) or hb <= 0:
+            raise ProtocolError("welcome.heartbeat_interval must be a positive number")
+        return cls(
+            session=_str(_req(d, "session", f), "session", f, 64),
+            protocol=_int(_req(d, "protocol", f), "protocol", f),
+            heartbeat_interval=float(hb),
+            max_frame=_int(_req(d, "max_frame", f), "max_frame", f, 1024),
+            warnings=tuple(_str(w, "warnings[]", f, MAX_REASON) for w in _list(d.get("warnings", []), "warnings", f, 16)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Liveness plus system metrics; the gateway stores it and scores the agent's last-seen time."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    used: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    state: str = "idle"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Heartbeat:
+        f = "heartbeat"
+        raw = _dict(d.get("metrics", {}), "metrics", f)
+        metrics: dict[str, float] = {}
+        for k, v in list(raw.items())[:32]:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                metrics[str(k)[:64]] = float(v)
+        return cls(
+            used=_int(_req(d, "used", f), "used", f, 0, MAX_CONCURRENCY),
+            metrics=metrics,
+            state=_str(d.get("state", "idle"), "state", f, 32),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Start this workload. ``workload`` is Airflow's workload JSON and carries a secret token."""
+
+    TYPE: ClassVar[str] = "run"
+    job: str
+    workload: str = field(repr=False)
+    slots: int = 1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Run:
+        f = "run"
+        return cls(
+            job=_str(_req(d, "job", f), "job", f, 128),
+            workload=_str(_req(d, "workload", f), "workload", f),
+            slots=_int(d.get("slots", 1), "slots", f, 1, MAX_CONCURRENCY),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The agent started the job's process; from now on the job is running there."""
+
+    TYPE: ClassVar[str] = "accepted"
+    job: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Accepted:
+        return cls(job=_str(_req(d, "job", "accepted"), "job", "accepted", 128))
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The agent cannot take the job (draining, no free slot); the gateway returns it to pending."""
+
+    TYPE: ClassVar[str] = "rejected"
+    job: str
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Rejected:
+        f = "rejected"
+        return cls(job=_str(_req(d, "job", f), "job", f, 128), reason=_str(d.get("reason", ""), "reason", f, MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class StateReport:
+    """A job reached a state on the agent. Terminal reports are buffered by the agent until acked."""
+
+    TYPE: ClassVar[str] = "state"
+    job: str
+    state: JobState
+    exit_code: int | None = None
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StateReport:
+        f = "state"
+        state = _job_state(_req(d, "state", f), "state", f)
+        if state not in (JobState.RUNNING, JobState.SUCCESS, JobState.FAILED):
+            raise ProtocolError(f"state.state={state.value!r}: an agent reports only running, success or failed")
+        return cls(
+            job=_str(_req(d, "job", f), "job", f, 128),
+            state=state,
+            exit_code=_opt_int(d.get("exit_code"), "exit_code", f),
+            reason=_str(d.get("reason", ""), "reason", f, MAX_REASON),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The gateway stored the job's terminal state; the agent may forget the job."""
+
+    TYPE: ClassVar[str] = "ack"
+    job: str
+    state: JobState
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Ack:
+        return cls(job=_str(_req(d, "job", "ack"), "job", "ack", 128), state=_job_state(_req(d, "state", "ack"), "state", "ack"))
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    """A piece of a job's log, by character offset so a resend is idempotent."""
+
+    TYPE: ClassVar[str] = "log"
+    job: str
+    offset: int
+    data: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LogChunk:
+        f = "log"
+        return cls(
+            job=_str(_req(d, "job", f), "job", f, 128),
+            offset=_int(_req(d, "offset", f), "offset", f),
+            data=_str(_req(d, "data", f), "data", f),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """The agent's own state changed (drain, maintenance); dispatch follows ``ACCEPTING_STATES``."""
+
+    TYPE: ClassVar[str] = "status"
+    state: str
+    comments: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AgentStatus:
+        f = "status"
+        return cls(
+            state=_str(_req(d, "state", f), "state", f, 32),
+            comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop this job's process (revoked by the scheduler)."""
+
+    TYPE: ClassVar[str] = "cancel"
+    job: str
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Cancel:
+        f = "cancel"
+        return cls(job=_str(_req(d, "job", f), "job", f, 128), reason=_str(d.get("reason", ""), "reason", f, MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An operator command for the agent: maintenance on/off, drain, shutdown."""
+
+    TYPE: ClassVar[str] = "command"
+    action: str
+    comments: str = ""
+
+    ACTIONS: ClassVar[frozenset[str]] = frozenset({"maintenance_on", "maintenance_off", "drain", "shutdown"})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Command:
+        f = "command"
+        action = _str(_req(d, "action", f), "action", f, 32)
+        if action not in cls.ACTIONS:
+            raise ProtocolError(f"command.action={action!r} is unknown; use one of {', '.join(sorted(cls.ACTIONS))}")
+        return cls(action=action, comments=_str(d.get("comments", ""), "comments", f, MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """The agent is leaving on purpose (drained); its session ends cleanly."""
+
+    TYPE: ClassVar[str] = "bye"
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Bye:
+        return cls(reason=_str(d.get("reason", ""), "reason", "bye", MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The gateway refuses something; sent before a close so the agent can log why."""
+
+    TYPE: ClassVar[str] = "error"
+    code: int
+    message: str
+    retry: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Error:
+        f = "error"
+        return cls(
+            code=_int(_req(d, "code", f), "code", f, 0, 65535),
+            message=_str(_req(d, "message", f), "message", f, MAX_REASON),
+            retry=_bool(d.get("retry", False), "retry", f),
+        )
+
+
+Frame = (
+    Hello | Welcome | Heartbeat | Run | Accepted | Rejected | StateReport | Ack | LogChunk
+    | AgentStatus | Cancel | Command | Bye | Error
+)
+_FRAME_TYPES: dict[str, Any] = {
+    cls.TYPE: cls
+    for cls in (Hello, Welcome, Heartbeat, Run, Accepted, Rejected, StateReport, Ack, LogChunk,
+                AgentStatus, Cancel, Command, Bye, Error)
+}
+AGENT_FRAMES = frozenset({"hello", "heartbeat", "accepted", "rejected", "state", "log", "status", "bye"})
+GATEWAY_FRAMES = frozenset({"welcome", "run", "ack", "cancel", "command", "error"})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, JobStatus):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+def to_dict(frame: Frame) -> dict[str, Any]:
+    """The frame as a plain JSON-ready dict, ``type`` first."""
+    out: dict[str, Any] = {"type": frame.TYPE}
+    for f in fields(frame):
+        out[f.name] = _plain(getattr(frame, f.name))
+    return out
+
+
+def encode(frame: Frame) -> bytes:
+    return orjson.dumps(to_dict(frame))
+
+
+def decode(data: bytes | str, *, allowed: frozenset[str] | None = None) -> Frame:
+    """Parse one frame; ``allowed`` restricts which types this side may receive."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"frame is not valid JSON ({exc}); send one JSON object per frame") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"frame must be a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    cls = _FRAME_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None or (allowed is not None and kind not in allowed):
+        known = ", ".join(sorted(allowed if allowed is not None else _FRAME_TYPES))
+        raise ProtocolError(f"unknown frame type {str(kind)[:40]!r}; this side accepts: {known}")
+    frame: Frame = cls.from_dict(obj)
+    return frame
+
+
+def negotiate(offered: tuple[int, ...], supported: tuple[int, ...] = PROTOCOL_VERSIONS) -> int:
+    """Pick the highest protocol version both sides speak."""
+    common = set(offered) & set(supported)
+    if not common:
+        raise ProtocolError(
+            f"no common protocol version: agent speaks {list(offered)}, gateway speaks {list(supported)}; "
+            "upgrade the older side",
+            CloseCode.UNSUPPORTED_PROTOCOL,
+        )
+    return max(common)
+
+
+def version_warnings(agent: Mapping[str, str], gateway: Mapping[str, str]) -> tuple[str, ...]:
+    """Differences in edgeexec/Airflow versions are a warning, never a refusal."""
+    out = []
+    for name in ("edgeexec", "airflow"):
+        a, g = agent.get(name), gateway.get(name)
+        if a and g and a != g:
+            out.append(f"{name} version differs: agent {a}, gateway {g}")
+    return tuple(out)

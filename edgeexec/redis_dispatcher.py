@@ -1,0 +1,150 @@
+"""The edge backend of the dispatch interface: jobs go into Redis, gateways push them to agents.
+
+Runs inside the Airflow scheduler, so it is synchronous (redis-py's blocking client) and every
+call is a single round trip (script calls are pipelined). It never talks to an agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from edgeexec import scripts
+from edgeexec.clock import now_ms
+from edgeexec.errors import StoreUnavailable
+from edgeexec.jobs import JobEvent, JobSpec, Orphan
+from edgeexec.keys import Keys
+from edgeexec.protocol import JobState
+
+log = logging.getLogger(__name__)
+EVENT_BATCH = 1000
+
+
+def parse_event(fields: Mapping[str, str]) -> JobEvent:
+    exit_raw = fields.get("exit", "")
+    return JobEvent(
+        job_id=fields["job"],
+        ref=fields.get("ref", ""),
+        state=JobState(fields["state"]),
+        reason=fields.get("reason", ""),
+        exit_code=int(exit_raw) if exit_raw.lstrip("-").isdigit() else None,
+        where=fields.get("agent", ""),
+    )
+
+
+def _next_id(stream_id: str) -> str:
+    ms, _, seq = stream_id.partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+@contextlib.contextmanager
+def _redis_errors(what: str) -> Iterator[None]:
+    """Connection-level Redis failures become StoreUnavailable, which the executor retries."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
+        raise StoreUnavailable(f"Redis unavailable during {what}: {exc}") from exc
+
+
+class RedisDispatcher:
+    """Dispatcher over Redis; ``clock`` is injectable so tests control time."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        liveness_s: float,
+        job_ttl_s: int,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.liveness_ms = int(liveness_s * 1000)
+        self.ttl_ms = job_ttl_s * 1000
+        self.clock = clock
+        self.owner = ""
+        self._last_event = "0-0"
+        self._scripts = {name: client.register_script(scripts.source(name)) for name in scripts.SCRIPT_NAMES}
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, **kwargs: Any) -> RedisDispatcher:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return cls(client, Keys(prefix), **kwargs)
+
+    def _call(self, name: str, *args: Any, client: Any = None) -> Any:
+        argv = [self.keys.prefix, self.clock(), *args]
+        if client is not None:
+            return self._scripts[name](keys=[], args=argv, client=client)
+        with _redis_errors(name):
+            return self._scripts[name](keys=[], args=argv)
+
+    # ------------------------------------------------------------------ Dispatcher protocol
+
+    def start(self, owner: str) -> None:
+        self.owner = owner
+        with _redis_errors("start"):
+            self.client.ping()
+
+    def submit(self, jobs: Sequence[JobSpec]) -> None:
+        if not jobs:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for j in jobs:
+            self._call("submit", j.job_id, j.ref, j.queue, j.slots, j.priority, self.owner, j.kind,
+                       j.workload_json, client=pipe)
+        with _redis_errors("submit"):
+            pipe.execute()
+
+    def events(self) -> Iterable[JobEvent]:
+        stream = self.keys.events(self.owner)
+        out: list[JobEvent] = []
+        while True:
+            with _redis_errors("events"):
+                batch: Any = self.client.xread({stream: self._last_event}, count=EVENT_BATCH)
+            if not batch:
+                break
+            entries = batch[0][1]
+            for entry_id, fields in entries:
+                self._last_event = entry_id
+                try:
+                    out.append(parse_event(fields))
+                except (KeyError, ValueError):
+                    log.exception("dropping malformed event %s on %s", entry_id, stream)
+            if len(entries) < EVENT_BATCH:
+                break
+        if out:
+            with _redis_errors("events"):
+                self.client.xtrim(stream, minid=_next_id(self._last_event), approximate=False)
+        return out
+
+    def cancel(self, ref: str, reason: str) -> None:
+        self._call("cancel", ref, reason, self.ttl_ms)
+
+    def adopt(self, refs: Sequence[str]) -> Mapping[str, str]:
+        if not refs:
+            return {}
+        flat = self._call("adopt", self.owner, *refs)
+        return {flat[i]: flat[i + 1] for i in range(0, len(flat), 3)}
+
+    def sweep(self) -> Sequence[Orphan]:
+        lost, orphans = self._call("reap", self.liveness_ms)
+        for name in lost:
+            log.warning("agent %s sent no heartbeat for %.0f s: marked lost", name, self.liveness_ms / 1000)
+        return [Orphan(*orphans[i:i + 4]) for i in range(0, len(orphans), 5)]
+
+    def fail(self, job_id: str, reason: str) -> None:
+        self._call("finish", "", job_id, JobState.FAILED.value, reason, "", self.ttl_ms, 0)
+
+    def stop(self, *, terminate: bool) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ helpers for the executor
+
+    def job_state(self, job_id: str) -> str | None:
+        state: Any = self.client.hget(self.keys.job(job_id), "state")
+        return None if state is None else str(state)

@@ -1,0 +1,97 @@
+"""Settings of the gateway and of the executor (section ``[edgeexec]``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeexec.config import Lookup, build, doc, env_lookup
+from edgeexec.errors import ConfigError
+from edgeexec.keys import DEFAULT_PREFIX
+
+SECTION = "edgeexec"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+DEFAULT_MAX_FRAME = 1 << 20
+DEFAULT_JOB_TTL = 86400
+
+
+def _gateway_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = field(default="127.0.0.1", metadata=doc("Address the gateway listens on."))
+    port: int = field(default=8765, metadata=doc("TCP port the gateway listens on."))
+    redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc("Redis holding all edgeexec state."))
+    redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=doc("Prefix of every Redis key."))
+    shared_secret: str = field(
+        default="", metadata=doc("Secret agents present as `Authorization: Bearer ...`. Required.")
+    )
+    heartbeat_interval: float = field(
+        default=DEFAULT_HEARTBEAT_INTERVAL, metadata=doc("Seconds between agent heartbeats (sent in welcome).")
+    )
+    liveness_timeout: float = field(
+        default=0.0, metadata=doc("Seconds of silence before an agent is lost; 0 = 3 x heartbeat_interval.")
+    )
+    hello_timeout: float = field(default=10.0, metadata=doc("Seconds an agent has to send hello."))
+    max_frame_bytes: int = field(
+        default=DEFAULT_MAX_FRAME, metadata=doc("Largest frame accepted; bigger ones close with 1009.")
+    )
+    max_agents: int = field(default=20000, metadata=doc("Agent sessions per gateway; more get HTTP 503."))
+    job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
+    gateway_id: str = field(default_factory=_gateway_id, metadata=doc("Name of this gateway in Redis."))
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("[edgeexec] heartbeat_interval must be > 0 seconds")
+
+    @property
+    def liveness(self) -> float:
+        return self.liveness_timeout or 3 * self.heartbeat_interval
+
+    @classmethod
+    def load(cls, lookup: Lookup | None = None, **overrides: Any) -> GatewaySettings:
+        return build(cls, SECTION, lookup or env_lookup(SECTION), overrides)
+
+    def require_secret(self) -> None:
+        if not self.shared_secret:
+            raise ConfigError(
+                "the gateway has no agent secret: set AIRFLOW__EDGEEXEC__SHARED_SECRET "
+                "(or --shared-secret) to a long random string and give agents the same value"
+            )
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc("Redis holding all edgeexec state."))
+    redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=doc("Prefix of every Redis key."))
+    heartbeat_interval: float = field(
+        default=DEFAULT_HEARTBEAT_INTERVAL, metadata=doc("Agent heartbeat interval the gateways use.")
+    )
+    liveness_timeout: float = field(
+        default=0.0, metadata=doc("Seconds of silence before an agent is lost; 0 = 3 x heartbeat_interval.")
+    )
+    sweep_interval: float = field(default=1.0, metadata=doc("Seconds between dead-agent sweeps."))
+    task_stale_after: float = field(
+        default=0.0,
+        metadata=doc("A lost agent's task is failed once its Airflow heartbeat is this old; 0 = liveness."),
+    )
+    job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
+
+    @property
+    def liveness(self) -> float:
+        return self.liveness_timeout or 3 * self.heartbeat_interval
+
+    @property
+    def stale_after(self) -> float:
+        return self.task_stale_after or self.liveness
+
+    @classmethod
+    def load(cls, lookup: Lookup, overrides: Mapping[str, Any] | None = None) -> ExecutorSettings:
+        return build(cls, SECTION, lookup, overrides)

@@ -1,0 +1,61 @@
+"""PostgreSQL for the e2e suite; the generic process helpers live in edgeexec.localstack.processes."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from edgeexec.localstack.processes import Proc, RedisServer, free_port, port_open, wait_for
+
+__all__ = ["PostgresServer", "Proc", "RedisServer", "free_port", "port_open", "wait_for"]
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / name).exists():
+            return str(d / name)
+    raise RuntimeError(f"{name} not found: run `make test` (it installs postgresql) or apt-get install postgresql")
+
+
+class PostgresServer:
+    """A private PostgreSQL in a temporary directory; initdb refuses root, so it runs as `postgres`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: Proc | None = None
+        self.user = "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/airflow"
+
+    def _run(self, argv: list[str]) -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=self.user)
+
+    def start(self) -> PostgresServer:
+        data = self.workdir / "pgdata"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.workdir, pw.pw_uid, pw.pw_gid)
+        self._run([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
+        self.proc = Proc([_pg_bin("postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1",
+                          "-k", str(self.workdir), "-c", "fsync=off", "-c", "max_connections=200"],
+                         log=self.workdir / "postgres.log", user=self.user)
+        wait_for(lambda: port_open(self.port), 30, f"postgres on port {self.port}")
+        wait_for(lambda: subprocess.run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                                         "postgres", "airflow"], capture_output=True).returncode == 0,
+                 20, "createdb airflow", interval=0.5)
+        return self
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop(sig=signal.SIGINT)

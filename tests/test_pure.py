@@ -1,0 +1,106 @@
+"""Pure pieces: agent state table, reconnect policy, job mapping, settings, layering."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from agent import states
+from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
+from edgeexec.config import build, env_lookup
+from edgeexec.errors import ConfigError
+from edgeexec.jobs import CALLBACK_PRIORITY, spec_for, ti_id_of
+from edgeexec.settings import GatewaySettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_state_table_matches_edge_provider_vocabulary() -> None:
+    """Operators keep the Edge provider's state names and their derivation rules."""
+    assert states.derive(has_jobs=True, draining=True, maintenance=False) == "terminating"
+    assert states.derive(has_jobs=True, draining=False, maintenance=True) == "maintenance pending"
+    assert states.derive(has_jobs=False, draining=True, maintenance=True) == "offline maintenance"
+    assert states.derive(has_jobs=False, draining=True, maintenance=False) == "offline"
+    assert states.derive(has_jobs=False, draining=False, maintenance=True) == "maintenance mode"
+    assert states.derive(has_jobs=True, draining=False, maintenance=False) == "running"
+    assert states.derive(has_jobs=False, draining=False, maintenance=False) == "idle"
+    assert len(states.STATE_TABLE) == 8
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    """A fleet reconnecting at once spreads out; the delay never exceeds the cap."""
+    assert backoff_delay(0, 0.0) == 0.25
+    assert backoff_delay(0, 0.999) < 0.5
+    assert backoff_delay(3, 0.5) > backoff_delay(1, 0.5)
+    assert backoff_delay(50, 0.999, cap=30) <= 30
+
+
+def test_retry_classification() -> None:
+    """Auth and bad-request refusals are fatal; overload and outages are retried."""
+    assert http_status_is_fatal(401) and http_status_is_fatal(403)
+    assert not http_status_is_fatal(503) and not http_status_is_fatal(429)
+    assert close_code_is_fatal(4422) and not close_code_is_fatal(4409) and not close_code_is_fatal(1001)
+
+
+def _task_workload(**ti: object) -> SimpleNamespace:
+    base = dict(id="uuid-1", try_number=2, queue="remote", pool_slots=2, priority_weight=7)
+    base.update(ti)
+    return SimpleNamespace(ti=SimpleNamespace(**base), model_dump_json=lambda: '{"token": "t"}')
+
+
+def test_task_workload_maps_to_spec() -> None:
+    """Queue, pool_slots and priority_weight reach the job; the ref names ti id and try."""
+    spec = spec_for(_task_workload(), "default")
+    assert (spec.ref, spec.queue, spec.slots, spec.priority, spec.kind) == ("ti:uuid-1:2", "remote", 2, 7, "task")
+    assert ti_id_of(spec.ref) == "uuid-1"
+    assert spec_for(_task_workload(queue=None, pool_slots=0), "dflt").queue == "dflt"
+
+
+def test_callback_workload_goes_first() -> None:
+    """Callbacks finish work already started, so they outrank any task."""
+    cb = SimpleNamespace(callback=SimpleNamespace(id="c1", data={}), model_dump_json=lambda: "{}")
+    spec = spec_for(cb, "default")
+    assert (spec.ref, spec.priority, spec.kind) == ("cb:c1", CALLBACK_PRIORITY, "callback")
+    assert ti_id_of(spec.ref) is None
+
+
+def test_settings_from_environment_and_errors_name_the_variable() -> None:
+    """AIRFLOW__EDGEEXEC__* variables configure; a bad value names the variable to fix."""
+    env = {"AIRFLOW__EDGEEXEC__PORT": "9000", "AIRFLOW__EDGEEXEC__SHARED_SECRET": "s"}
+    s = build(GatewaySettings, "edgeexec", env_lookup("edgeexec", env), {"host": "0.0.0.0"})
+    assert (s.port, s.host, s.shared_secret, s.liveness) == (9000, "0.0.0.0", "s", 30.0)
+    with pytest.raises(ConfigError, match="AIRFLOW__EDGEEXEC__PORT"):
+        build(GatewaySettings, "edgeexec", env_lookup("edgeexec", {"AIRFLOW__EDGEEXEC__PORT": "x"}))
+    with pytest.raises(ConfigError, match="SHARED_SECRET"):
+        GatewaySettings().require_secret()
+
+
+PURE_MODULES = ["edgeexec/protocol.py", "edgeexec/jobs.py", "edgeexec/keys.py", "agent/states.py",
+                "agent/reconnect.py"]
+IO_IMPORTS = {"asyncio", "socket", "redis", "starlette", "websockets", "boto3", "airflow", "uvicorn", "psutil"}
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_core_modules_do_no_io(module: str) -> None:
+    """The sans-I/O core imports no network, event-loop or Airflow module."""
+    tree = ast.parse((ROOT / module).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & IO_IMPORTS, f"{module} imports {imported & IO_IMPORTS}"
+
+
+def test_importing_edgeexec_does_not_import_airflow() -> None:
+    """Gateways and agents import edgeexec without paying for Airflow core."""
+    import subprocess
+    import sys
+
+    code = "import sys, edgeexec, edgeexec.protocol, edgeexec.gateway; print('airflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

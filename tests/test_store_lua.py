@@ -1,0 +1,268 @@
+"""Slot accounting and job state in the Lua scripts, on a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from edgeexec import scripts
+from edgeexec.jobs import JobSpec
+from edgeexec.keys import Keys
+from edgeexec.redis_dispatcher import RedisDispatcher
+
+TTL = 3_600_000
+LIVENESS = 30_000
+
+
+class Lua:
+    """Calls the scripts the way the gateway and executor do, with a test-controlled clock."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.c, self.keys, self.now = client, keys, 1_000_000
+        self.s = {n: client.register_script(scripts.source(n)) for n in scripts.SCRIPT_NAMES}
+
+    def __call__(self, name: str, *args: Any) -> Any:
+        return self.s[name](keys=[], args=[self.keys.prefix, self.now, *args])
+
+    def register(self, name: str, conc: int, queues: tuple[str, ...] = ("default",), *, instance: str = "",
+                 session: str = "", state: str = "idle", jobs: dict[str, str] | None = None,
+                 gw: str = "gw1") -> Any:
+        return self("register", name, session or f"s-{name}", gw, instance or f"i-{name}",
+                    orjson.dumps(list(queues)), conc, state, "", LIVENESS,
+                    orjson.dumps(jobs) if jobs else "{}", "{}", TTL)
+
+    def submit(self, job: str, *, queue: str = "default", slots: int = 1, prio: int = 0,
+               ref: str = "", owner: str = "sched") -> Any:
+        return self("submit", job, ref or f"ref-{job}", queue, slots, prio, owner, "task", f"payload-{job}")
+
+    def finish(self, agent: str, job: str, state: str = "success") -> Any:
+        return self("finish", agent, job, state, "", 0, TTL, 100)
+
+    def agent(self, name: str) -> dict[str, str]:
+        return self.c.hgetall(self.keys.agent(name))
+
+    def job(self, job: str) -> dict[str, str]:
+        return self.c.hgetall(self.keys.job(job))
+
+    def events(self, owner: str = "sched") -> list[dict[str, str]]:
+        return [f for _, f in self.c.xrange(self.keys.events(owner))]
+
+
+@pytest.fixture()
+def lua(rclient: redis.Redis, keys: Keys) -> Lua:
+    return Lua(rclient, keys)
+
+
+def _claimed_ids(flat: list[Any]) -> list[str]:
+    return [flat[i] for i in range(0, len(flat), 3)]
+
+
+def test_submit_places_job_on_agent_with_room_and_notifies_its_gateway(lua: Lua) -> None:
+    """A job submitted while an agent has free slots is assigned at once and its gateway is told."""
+    lua.register("a1", 2)
+    ps = lua.c.pubsub()
+    ps.subscribe(lua.keys.gateway_channel("gw1"))
+    ps.get_message(timeout=1)
+    assert lua.submit("j1") == ["queued", "a1"]
+    msg = ps.get_message(timeout=2)
+    assert msg and msg["data"] == "run\ta1\tj1"
+    assert lua.job("j1")["state"] == "assigned"
+    assert lua.agent("a1")["used"] == "1"
+    assert lua.c.zscore(lua.keys.free("default"), "a1") == 1
+    ps.close()
+
+
+def test_pending_jobs_are_claimed_by_priority_then_fifo(lua: Lua) -> None:
+    """Higher priority_weight first; equal priority in submission order."""
+    for job, prio in [("low1", 1), ("high", 10), ("low2", 1), ("mid", 5)]:
+        lua.submit(job, prio=prio)
+    lua.register("a1", 1)
+    order = []
+    current = lua.agent("a1") and [j for j in lua.c.smembers(lua.keys.agent_jobs("a1"))]
+    order += current
+    for _ in range(3):
+        status, claimed = lua.finish("a1", order[-1])
+        assert status == "ok"
+        order += _claimed_ids(claimed)
+    assert order == ["high", "mid", "low1", "low2"]
+
+
+def test_pool_slots_never_oversubscribe_an_agent(lua: Lua) -> None:
+    """Two-slot jobs on a three-slot agent run one at a time; a one-slot job may fill the gap."""
+    for j in ("big1", "big2"):
+        lua.submit(j, slots=2)
+    lua.submit("small", slots=1, prio=-1)
+    reg = lua.register("a1", 3)
+    assert _claimed_ids(reg[2]) == ["big1", "small"]
+    assert lua.agent("a1")["used"] == "3"
+    _, claimed = lua.finish("a1", "small")
+    assert _claimed_ids(claimed) == []  # big2 needs 2, only 1 free
+    _status, claimed = lua.finish("a1", "big1")
+    assert _claimed_ids(claimed) == ["big2"]
+    assert int(lua.agent("a1")["used"]) <= 3
+
+
+def test_job_bigger_than_any_agent_stays_pending_and_others_pass_it(lua: Lua) -> None:
+    """A job needing more slots than the agent has does not block smaller jobs behind it."""
+    lua.submit("huge", slots=5, prio=100)
+    lua.submit("small")
+    reg = lua.register("a1", 2)
+    assert _claimed_ids(reg[2]) == ["small"]
+    assert lua.job("huge")["state"] == "pending"
+
+
+def test_finish_releases_slots_once_and_emits_one_event(lua: Lua) -> None:
+    """A duplicate terminal report (agent resend after reconnect) changes nothing."""
+    lua.register("a1", 1)
+    lua.submit("j1")
+    assert lua("accept", "a1", "j1") == "ok"
+    assert lua.finish("a1", "j1")[0] == "ok"
+    assert lua.finish("a1", "j1")[0] == "duplicate"
+    assert lua.agent("a1")["used"] == "0"
+    assert [e["state"] for e in lua.events()] == ["running", "success"]
+    assert "payload" not in lua.job("j1"), "the workload token must not outlive the job"
+
+
+def test_agent_cannot_finish_another_agents_job(lua: Lua) -> None:
+    """An agent can only report on jobs assigned to it."""
+    lua.register("a1", 1)
+    lua.register("a2", 1)
+    lua.submit("j1")
+    owner = lua.job("j1")["agent"]
+    other = "a2" if owner == "a1" else "a1"
+    assert lua.finish(other, "j1")[0] == "foreign"
+    assert lua.job("j1")["state"] == "assigned"
+
+
+def test_same_name_live_agent_is_refused_but_a_restart_takes_over(lua: Lua) -> None:
+    """Two live processes may not share a name; a restarted (dead old session) one is accepted at once."""
+    assert lua.register("a1", 1, instance="one")[0] == "ok"
+    assert lua.register("a1", 1, instance="two")[0] == "conflict"
+    assert lua.register("a1", 1, instance="one", session="s2")[0] == "ok"  # same process reconnecting
+    lua("disconnect", "a1", "s2", "0", LIVENESS, 1000)
+    assert lua.register("a1", 1, instance="three")[0] == "ok"  # old session gone: no lock-out
+
+
+def test_reconnect_reconciles_jobs(lua: Lua) -> None:
+    """On hello: unstarted jobs not reported are requeued, lost running ones fail, reported ones stay."""
+    lua.register("a1", 3)
+    for j in ("keep", "lost", "unstarted"):
+        lua.submit(j)
+    lua("accept", "a1", "keep")
+    lua("accept", "a1", "lost")
+    lua("disconnect", "a1", "s-a1", "0", LIVENESS, 1000)
+    res = lua.register("a1", 3, session="s2", jobs={"keep": "running"})
+    assert lua.job("keep")["state"] == "running"
+    assert lua.job("lost")["state"] == "failed"
+    assert "restarted" in lua.job("lost")["reason"]
+    assert _claimed_ids(res[2]) == ["unstarted"]  # requeued, then claimed again by the free agent
+    assert lua.agent("a1")["used"] == "2"
+
+
+def test_reaper_requeues_unstarted_and_reports_running_orphans(lua: Lua) -> None:
+    """A silent agent's unstarted jobs move to a live agent; its running jobs go to the executor."""
+    lua.register("dead", 2)
+    lua.submit("r1")
+    lua.submit("u1")
+    lua("accept", "dead", "r1")
+    lua.now += LIVENESS + 1
+    lua.register("live", 2)
+    lua.c.hset(lua.keys.agent("live"), "used", 0)
+    lost, orphans = lua("reap", LIVENESS)
+    assert lost == ["dead"]
+    assert orphans[:2] == ["dead", "r1"]
+    assert lua.job("u1")["agent"] == "live"
+    assert lua.agent("dead")["state"] == "unknown"
+
+
+def test_cancel_pending_and_running(lua: Lua) -> None:
+    """Cancelling a pending job finishes it; cancelling a running one tells its gateway."""
+    lua.submit("p1")
+    assert lua("cancel", "ref-p1", "revoked", TTL) == "cancelled"
+    assert lua.job("p1")["state"] == "cancelled"
+    lua.register("a1", 1)
+    lua.submit("r1")
+    ps = lua.c.pubsub()
+    ps.subscribe(lua.keys.gateway_channel("gw1"))
+    ps.get_message(timeout=1)
+    assert lua("cancel", "ref-r1", "revoked", TTL) == "signalled"
+    assert ps.get_message(timeout=2)["data"] == "cancel\ta1\tr1\trevoked"
+    ps.close()
+
+
+def test_resubmitting_a_ref_supersedes_the_pending_job(lua: Lua) -> None:
+    """A rescheduled task queued again with the same try gets a new job; the old pending one goes."""
+    lua.submit("old", ref="ti:1:1")
+    lua.submit("new", ref="ti:1:1")
+    assert lua.job("old")["state"] == "cancelled"
+    assert lua.c.get(lua.keys.ref("ti:1:1")) == "new"
+
+
+def test_adopt_moves_ownership_and_replays_final_state(rclient: redis.Redis, keys: Keys, lua: Lua) -> None:
+    """After a scheduler restart the new owner gets the result of a job that finished meanwhile."""
+    lua.register("a1", 1)
+    lua.submit("j1", ref="ti:x:1", owner="old")
+    lua("accept", "a1", "j1")
+    lua.finish("a1", "j1")
+    d = RedisDispatcher(rclient, keys, liveness_s=30, job_ttl_s=60)
+    d.start("new")
+    assert d.adopt(["ti:x:1", "ti:missing:1"]) == {"ti:x:1": "j1"}
+    assert [(e.job_id, e.state.value) for e in d.events()] == [("j1", "success")]
+    assert list(d.events()) == [], "events are consumed once"
+
+
+def test_dispatcher_submit_is_visible_to_claims(rclient: redis.Redis, keys: Keys, lua: Lua) -> None:
+    """The executor's pipelined submit and a gateway's claim agree on the same records."""
+    d = RedisDispatcher(rclient, keys, liveness_s=30, job_ttl_s=60)
+    d.start("sched")
+    d.submit([JobSpec(f"j{i}", f"ti:{i}:1", "task", "q", 1, i, "{}") for i in range(5)])
+    res = lua.register("a1", 5, queues=("q",))
+    assert _claimed_ids(res[2]) == ["j4", "j3", "j2", "j1", "j0"]
+
+
+def test_fifty_concurrent_claimers_never_double_assign_or_oversubscribe(
+        redis_server: Any, keys: Keys) -> None:
+    """60 agents claiming and finishing at once: every job runs exactly once, no agent over its slots."""
+    n_agents, n_jobs = 60, 600
+    setup = Lua(redis.Redis.from_url(redis_server.url, decode_responses=True), keys)
+    for i in range(n_jobs):
+        setup.submit(f"j{i}", slots=1 + i % 3, queue="default")
+    conc = {f"a{i}": 1 + i % 4 for i in range(n_agents)}
+    runs: Counter[str] = Counter()
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker(name: str) -> None:
+        lua = Lua(redis.Redis.from_url(redis_server.url, decode_responses=True), keys)
+        res = lua.register(name, conc[name])
+        held = _claimed_ids(res[2])
+        while held:
+            used = int(lua.agent(name)["used"])
+            if used > conc[name]:
+                errors.append(f"{name} used {used} > {conc[name]}")
+            with lock:
+                runs.update(held)
+            nxt: list[str] = []
+            for job in held:
+                lua("accept", name, job)
+                nxt += _claimed_ids(lua.finish(name, job)[1])
+            held = nxt
+        lua("disconnect", name, f"s-{name}", "1", LIVENESS, 1000)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in conc]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    # jobs of 3 slots only fit agents with concurrency >= 3; all fit some agent here
+    assert set(runs) == {f"j{i}" for i in range(n_jobs)}, f"missing {n_jobs - len(runs)} job(s)"
+    assert max(runs.values()) == 1, "a job was assigned twice"
+    for name in conc:
+        assert setup.agent(name)["used"] == "0"
+    assert setup.c.zcard(keys.free("default")) == 0
