@@ -125,7 +125,11 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.log.warning("liveness sweep failed (will retry): %s", exc)
                 return
             if orphans:
-                self.handle_orphans(orphans)
+                try:
+                    self.handle_orphans(orphans)
+                except Exception:  # the scheduler loop must survive; the next sweep retries
+                    self.log.exception("could not decide about %d orphaned job(s); retrying next sweep",
+                                       len(orphans))
 
     def _apply(self, event: JobEvent) -> None:
         tracked = self._jobs.get(event.job_id)
@@ -229,7 +233,7 @@ class EdgeExecutor(DispatchExecutor):
         with create_session() as session:
             rows = session.execute(
                 select(TaskInstance.id, TaskInstance.state, TaskInstance.last_heartbeat_at)
-                .where(TaskInstance.id.in_(ti_ids))
+                .where(TaskInstance.id.in_([uuid.UUID(t) for t in ti_ids]))
             ).all()
         return {
             str(row.id) for row in rows

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 from edgeexec.localstack.processes import Proc, RedisServer, free_port, port_open, wait_for
@@ -27,8 +28,9 @@ def _pg_bin(name: str) -> str:
 class PostgresServer:
     """A private PostgreSQL in a temporary directory; initdb refuses root, so it runs as `postgres`."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+    def __init__(self) -> None:
+        # not under pytest's tmp dir: that is root-only, and initdb must run as an unprivileged user
+        self.workdir = Path(tempfile.mkdtemp(prefix="edgeexec-pg-"))
         self.port = free_port()
         self.proc: Proc | None = None
         self.user = "postgres" if os.geteuid() == 0 else None
@@ -38,7 +40,9 @@ class PostgresServer:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/airflow"
 
     def _run(self, argv: list[str]) -> None:
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=self.user)
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, user=self.user, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{out.stdout[-2000:]}")
 
     def start(self) -> PostgresServer:
         data = self.workdir / "pgdata"
@@ -59,3 +63,4 @@ class PostgresServer:
     def stop(self) -> None:
         if self.proc:
             self.proc.stop(sig=signal.SIGINT)
+        shutil.rmtree(self.workdir, ignore_errors=True)

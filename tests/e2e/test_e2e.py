@@ -1,0 +1,109 @@
+"""Real Airflow scheduler + api-server + dag-processor, real Redis, gateway and agent processes."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.conftest import E2E, HEARTBEAT
+from tests.servers import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_features_the_edge_provider_supports_all_work(e2e: E2E) -> None:
+    """Bash/Python operators, @task flavours, branch, virtualenv, mapping, XCom, Variable, Connection,
+    setup/teardown all succeed on an edge agent."""
+    run_id, state = e2e.run("e2e_features")
+    tis = {(t.task_id, t.map_index): t.state for t in e2e.task_instances("e2e_features", run_id)}
+    assert tis.pop(("not_chosen", -1)) == "skipped"
+    assert {s for s in tis.values()} == {"success"}, tis
+    assert {k[0] for k in tis} >= {"bash", "python_operator", "task_bash", "consume", "double", "in_virtualenv",
+                                   "variable_and_connection", "create_resource", "delete_resource", "chosen"}
+    assert sum(1 for k in tis if k[0] == "double") == 3
+    assert state == "success"
+
+
+def test_task_routed_to_queue_runs_on_the_agent_serving_it(e2e: E2E) -> None:
+    """queue='other' reaches only the agent started with -q other."""
+    run_id, state = e2e.run("e2e_other_queue")
+    assert state == "success"
+    (ti,) = e2e.task_instances("e2e_other_queue", run_id)
+    assert e2e.job_of(ti.id, ti.try_number)["agent"] == "agent-other"
+
+
+def test_failing_task_is_retried_once_then_failed(e2e: E2E) -> None:
+    """retries=1: two tries, both run by an agent, the task ends failed.
+
+    A task that raises is a *handled* failure: the supervisor reports it to the Execution API and
+    exits 0, so the job records a completed workload; Airflow's DB holds the task's outcome.
+    """
+    run_id, state = e2e.run("e2e_retry")
+    assert state == "failed"
+    (ti,) = e2e.task_instances("e2e_retry", run_id)
+    assert (ti.state, ti.try_number) == ("failed", 2)
+    ids = e2e.ti_ids("e2e_retry", run_id, "always_fails")
+    for try_number in (1, 2):
+        job = e2e.job_of(ids[try_number], try_number)
+        assert (job["state"], job["exit"], job["agent"]) == ("success", "0", "agent-main"), job
+
+
+def test_pool_slots_never_exceed_agent_concurrency(e2e: E2E) -> None:
+    """Four pool_slots=2 tasks on a concurrency-3 agent: slot records never exceed 3, tasks never overlap."""
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        key = e2e.keys.agent("agent-slots")
+        while not stop.is_set():
+            samples.append(int(e2e.redis.hget(key, "used") or 0))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run_id, state = e2e.run("e2e_pool_slots")
+    finally:
+        stop.set()
+        watcher.join()
+    assert state == "success"
+    assert max(samples) == 2, "a 2-slot task ran alone each time"  # 2 + 2 > 3
+    assert all(s <= 3 for s in samples)
+    spans = sorted((t.start_date, t.end_date) for t in e2e.task_instances("e2e_pool_slots", run_id))
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, f"two 2-slot tasks overlapped on a 3-slot agent: {spans}"
+
+
+def test_agent_killed_mid_task_fails_it_fast_and_retry_runs(e2e: E2E, tmp_path: Path) -> None:
+    """SIGKILL an agent mid-task: its task dies with it, the executor fails the try within 3 heartbeat
+    intervals (so retries apply), the slots are released, and the retry runs on a restarted agent."""
+    marker = tmp_path / "task.pid"
+    run_id = e2e.stack.trigger("e2e_long", {"marker": str(marker)})
+    wait_for(marker.exists, 120, "the long task to start")
+    wait_for(lambda: marker.read_text().strip() != "", 10, "the task to write its pid")
+    task_pid = int(marker.read_text())
+    (ti,) = e2e.task_instances("e2e_long", run_id)
+    agent = e2e.stack.procs["agent-agent-victim"]
+    agent.send(signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    wait_for(lambda: not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == "zombie", 10,
+             "the task process to die with its agent")
+    wait_for(lambda: e2e.job_of(ti.id, 1)["state"] == "failed", 3 * HEARTBEAT + 5, "the executor to fail the try")
+    elapsed = time.monotonic() - killed_at
+    assert elapsed <= 3 * HEARTBEAT + 1, f"failing the lost task took {elapsed:.1f} s"
+    assert "lost" in e2e.job_of(ti.id, 1)["reason"]
+    assert e2e.redis.hget(e2e.keys.agent("agent-victim"), "used") == "0"
+
+    agent.stop()
+    e2e.stack.start_agent(next(a for a in e2e.stack.cfg.agents if a.name == "agent-victim"))
+    assert e2e.stack.wait_for_run("e2e_long", run_id) == "success"
+    (ti,) = e2e.task_instances("e2e_long", run_id)
+    assert (ti.state, ti.try_number) == ("success", 2)
+    assert e2e.job_of(ti.id, 2)["agent"] == "agent-victim"
