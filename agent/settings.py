@@ -28,7 +28,6 @@ class AgentSettings:
     kill_grace: float = field(default=30.0, metadata=doc("Seconds between SIGTERM and SIGKILL of a job."))
     max_backoff: float = field(default=30.0, metadata=doc("Upper bound of the reconnect delay, seconds."))
     ca_file: str = field(default="", metadata=doc("CA bundle to verify a wss:// gateway."))
-    state_dir: str = field(default="", metadata=doc("Where the agent keeps state across restarts; empty = none."))
 
     def __post_init__(self) -> None:
         try:

@@ -92,6 +92,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
             self.log.error("could not submit %d job(s), will retry next heartbeat: %s", len(specs), exc)
             for workload, spec in zip(workload_items, specs, strict=True):
                 self._forget(spec.job_id)
+                self.running.discard(workload.key)
                 self.queue_workload(workload, session=None)  # type: ignore[arg-type]
 
     def _track(self, key: Any, spec: JobSpec) -> None:

@@ -104,3 +104,11 @@ def test_importing_edgeexec_does_not_import_airflow() -> None:
     code = "import sys, edgeexec, edgeexec.protocol, edgeexec.gateway; print('airflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_configuration_reference_matches_the_settings_classes() -> None:
+    """docs/configuration.md is generated from the settings; regenerate it when an option changes."""
+    from edgeexec.configdoc import render
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
+        "docs/configuration.md is stale: run `python -m edgeexec.configdoc > docs/configuration.md`")

@@ -6,11 +6,13 @@ import itertools
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
 
+from edgeexec.localstack.stack import AgentSpec
 from tests.e2e.conftest import E2E, HEARTBEAT
 from tests.servers import wait_for
 
@@ -107,3 +109,42 @@ def test_agent_killed_mid_task_fails_it_fast_and_retry_runs(e2e: E2E, tmp_path: 
     (ti,) = e2e.task_instances("e2e_long", run_id)
     assert (ti.state, ti.try_number) == ("success", 2)
     assert e2e.job_of(ti.id, 2)["agent"] == "agent-victim"
+
+
+DRAIN_AGENT = AgentSpec("agent-drain", ("drain",), 2)
+
+
+def _start_drain_run(e2e: E2E, tmp_path: Path, sleep: float) -> tuple[str, Path]:
+    marker = tmp_path / f"drain-{uuid.uuid4().hex[:6]}.pid"
+    run_id = e2e.stack.trigger("e2e_drain", {"marker": str(marker), "sleep": sleep})
+    wait_for(lambda: marker.exists() and marker.read_text() != "", 120, "the task to start")
+    return run_id, marker
+
+
+def test_sigint_drains_running_task_finishes_and_no_new_work_is_taken(e2e: E2E, tmp_path: Path) -> None:
+    """SIGINT: the running task completes, the agent takes no new job, then exits 0."""
+    agent = e2e.stack.start_agent(DRAIN_AGENT)
+    run_id, _ = _start_drain_run(e2e, tmp_path, sleep=6)
+    agent.send(signal.SIGINT)
+    wait_for(lambda: e2e.redis.hget(e2e.keys.agent("agent-drain"), "state") == "terminating", 10,
+             "the agent to report it is draining")
+    queued_later = e2e.stack.trigger("e2e_drain", {"marker": str(tmp_path / "never"), "sleep": 0})
+    assert e2e.stack.wait_for_run("e2e_drain", run_id) == "success"
+    assert agent.popen.wait(60) == 0
+    assert not (tmp_path / "never").exists(), "a draining agent took new work"
+    e2e.stack.start_agent(DRAIN_AGENT)  # the next agent picks the waiting run up
+    assert e2e.stack.wait_for_run("e2e_drain", queued_later) == "success"
+    e2e.stack.procs["agent-agent-drain"].stop(sig=signal.SIGINT)
+
+
+def test_sigterm_drains_and_terminates_running_tasks(e2e: E2E, tmp_path: Path) -> None:
+    """SIGTERM: running tasks are terminated (they fail in Airflow), the agent exits 0 promptly."""
+    agent = e2e.stack.start_agent(DRAIN_AGENT)
+    run_id, marker = _start_drain_run(e2e, tmp_path, sleep=300)
+    task_pid = int(marker.read_text())
+    agent.send(signal.SIGTERM)
+    assert agent.popen.wait(60) == 0
+    assert not psutil.pid_exists(task_pid) or psutil.Process(task_pid).status() == "zombie"
+    assert e2e.stack.wait_for_run("e2e_drain", run_id, timeout=120) == "failed"
+    (ti,) = e2e.task_instances("e2e_drain", run_id)
+    assert ti.state == "failed"

@@ -52,3 +52,14 @@ with DAG("e2e_long", schedule=None, start_date=START, catchup=False, params={"ma
         return "second try finished"
 
     long_running()
+
+
+with DAG("e2e_drain", schedule=None, start_date=START, catchup=False, params={"marker": "", "sleep": 5}):
+
+    @task(queue="drain")
+    def sleepy(**context: object) -> None:
+        params = context["params"]
+        Path(str(params["marker"])).write_text(str(os.getpid()))  # type: ignore[index]
+        time.sleep(float(params["sleep"]))  # type: ignore[index]
+
+    sleepy()

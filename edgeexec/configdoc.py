@@ -1,0 +1,44 @@
+"""Renders docs/configuration.md from the settings classes (a test fails when the two drift).
+
+    python -m edgeexec.configdoc > docs/configuration.md
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeexec.config import describe
+
+HEADER = """# Configuration
+
+Every option is read, in increasing precedence, from its default, Airflow's configuration
+(`[edgeexec]` in `airflow.cfg`, for the executor), the environment variable shown, and the CLI flag
+of the same name where there is one (`--redis-url` for `redis_url`).
+This page is generated from the settings classes: `python -m edgeexec.configdoc > docs/configuration.md`.
+"""
+
+
+def _section(title: str, intro: str, cls: type[Any]) -> str:
+    lines = [f"## {title}", "", intro, "", "| option | environment variable | default | meaning |", "|---|---|---|---|"]
+    for name, env, default, text in describe(cls, "edgeexec"):
+        shown = "(host name)" if name == "name" else "(generated)" if name == "gateway_id" else f"`{default}`"
+        lines.append(f"| `{name}` | `{env}` | {shown} | {text} |")
+    return "\n".join(lines)
+
+
+def render() -> str:
+    from agent.settings import AgentSettings
+    from edgeexec.settings import ExecutorSettings, GatewaySettings
+
+    parts = [
+        HEADER,
+        _section("Executor (`[edgeexec]`, in the scheduler)", "Read through Airflow's configuration.", ExecutorSettings),
+        _section("Gateway (`edgeexec gateway`)", "Read from the environment and CLI flags.", GatewaySettings),
+        _section("Agent (`agent start`)", "Read from the environment and CLI flags (`-q`, `-c`, `--name`, ...).",
+                 AgentSettings),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

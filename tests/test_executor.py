@@ -1,0 +1,135 @@
+"""EdgeExecutor inside this process against the session's real Redis (no scheduler needed).
+
+Agents are played by the store's own scripts (what a gateway would call), so the executor's
+behaviour is checked through the same records a real deployment uses.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+
+from edgeexec.keys import Keys
+from tests.test_store_lua import Lua
+
+
+@pytest.fixture()
+def executor(redis_server: Any, keys: Keys, tmp_path: Path) -> Iterator[Any]:
+    env = {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db",
+        "AIRFLOW__EDGEEXEC__REDIS_URL": redis_server.url,
+        "AIRFLOW__EDGEEXEC__REDIS_PREFIX": keys.prefix,
+        "AIRFLOW__API_AUTH__JWT_SECRET": "not-used-here",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from edgeexec import EdgeExecutor
+
+    ex = EdgeExecutor(parallelism=2)
+    ex.job_id = 42
+    ex.start()
+    yield ex
+    ex.end()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _workload(queue: str = "default", priority: int = 1, try_number: int = 1, ti_id: uuid.UUID | None = None) -> Any:
+    from airflow.executors.workloads import BundleInfo, ExecuteTask, TaskInstanceDTO
+
+    ti = TaskInstanceDTO(id=ti_id or uuid.uuid4(), task_id=f"t{uuid.uuid4().hex[:4]}", dag_id="d", run_id="r",
+                         try_number=try_number, dag_version_id=uuid.uuid4(), queue=queue, pool_slots=1,
+                         priority_weight=priority)
+    return ExecuteTask(ti=ti, dag_rel_path=Path("d.py"), token="jwt-token", log_path=None,
+                       bundle_info=BundleInfo(name="dags-folder"))
+
+
+def _queue(ex: Any, *workloads: Any) -> None:
+    for w in workloads:
+        ex.queue_workload(w, session=None)
+
+
+def test_parallelism_limits_what_is_handed_to_redis(executor: Any, rclient: redis.Redis, keys: Keys) -> None:
+    """[core] parallelism: with 2 slots, only the 2 highest-priority of 5 tasks are submitted."""
+    work = [_workload(priority=p) for p in range(5)]
+    _queue(executor, *work)
+    executor.heartbeat()
+    assert len(executor.running) == 2 and len(executor.queued_tasks) == 3
+    members = rclient.zrange(keys.pending("default", 1), 0, -1)
+    assert {rclient.hget(keys.job(m.split("|")[1]), "prio") for m in members} == {"4", "3"}
+
+
+def test_agent_events_become_airflow_states(executor: Any, rclient: redis.Redis, keys: Keys) -> None:
+    """running -> running_state (key stays running); success/failed -> event buffer, slot freed."""
+    lua = Lua(rclient, keys)
+    ok, bad = _workload(), _workload()
+    _queue(executor, ok, bad)
+    executor.heartbeat()
+    reg = lua.register("a1", 2)
+    jobs = [reg[2][i] for i in range(0, len(reg[2]), 3)]
+    assert len(jobs) == 2
+    for job in jobs:
+        lua("accept", "a1", job)
+    executor.sync()
+    assert {k for k, (state, _) in executor.get_event_buffer().items()} == {ok.ti.key, bad.ti.key}
+    by_ref = {rclient.hget(keys.job(j), "ref"): j for j in jobs}
+    lua("finish", "a1", by_ref[f"ti:{ok.ti.id}:1"], "success", "", 0, 60000, 0)
+    lua("finish", "a1", by_ref[f"ti:{bad.ti.id}:1"], "failed", "exit code 1", 1, 60000, 0)
+    executor.sync()
+    states = {k: state for k, (state, _) in executor.get_event_buffer().items()}
+    assert states == {ok.ti.key: "success", bad.ti.key: "failed"}
+    assert executor.running == set()
+
+
+def test_revoke_cancels_the_pending_job_and_emits_nothing(executor: Any, rclient: redis.Redis, keys: Keys) -> None:
+    """revoke_task (task_queued_timeout) removes the job from Redis and adds no Airflow event."""
+    w = _workload(queue="nobody-serves-this")
+    _queue(executor, w)
+    executor.heartbeat()
+    ti = SimpleNamespace(id=w.ti.id, try_number=1, key=w.ti.key)
+    executor.revoke_task(ti=ti)
+    job = rclient.get(keys.ref(f"ti:{w.ti.id}:1"))
+    assert rclient.hget(keys.job(job), "state") == "cancelled"
+    assert rclient.zcard(keys.pending("nobody-serves-this", 1)) == 0
+    executor.sync()
+    assert executor.get_event_buffer() == {} and executor.running == set()
+
+
+def test_adoption_after_scheduler_restart(executor: Any, rclient: redis.Redis, keys: Keys) -> None:
+    """A new scheduler adopts jobs it finds in Redis and receives their results; unknown ones are returned."""
+    lua = Lua(rclient, keys)
+    lua.register("a1", 1)
+    ti_id = uuid.uuid4()
+    lua.submit("old-job", ref=f"ti:{ti_id}:1", owner="dead-scheduler")
+    lua("accept", "a1", "old-job")
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    known = SimpleNamespace(id=ti_id, try_number=1, key=TaskInstanceKey("d", "known", "r", 1, -1))
+    unknown = SimpleNamespace(id=uuid.uuid4(), try_number=1, key=TaskInstanceKey("d", "unknown", "r", 1, -1))
+    assert executor.try_adopt_task_instances([known, unknown]) == [unknown]
+    assert known.key in executor.running
+    lua.finish("a1", "old-job")
+    executor.sync()
+    assert {k: s for k, (s, _) in executor.get_event_buffer().items()}.get(known.key) == "success"
+
+
+def test_redis_outage_keeps_workloads_queued(executor: Any, tmp_path: Path) -> None:
+    """With Redis unreachable, workloads stay queued for the next heartbeat; the scheduler does not crash."""
+    from edgeexec.redis_dispatcher import RedisDispatcher
+
+    executor.dispatcher = RedisDispatcher.from_url("redis://127.0.0.1:1/0", "x", liveness_s=30, job_ttl_s=60)
+    w = _workload()
+    _queue(executor, w)
+    executor.heartbeat()
+    assert w.ti.key in executor.queued_tasks and w.ti.key not in executor.running
