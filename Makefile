@@ -19,7 +19,7 @@ sysdeps:
 	@bash scripts/ensure-sysdeps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check edgeexec agent tests
+	$(BIN)/ruff check edgeexec agent batchexec tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

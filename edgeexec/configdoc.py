@@ -18,9 +18,9 @@ This page is generated from the settings classes: `python -m edgeexec.configdoc 
 """
 
 
-def _section(title: str, intro: str, cls: type[Any]) -> str:
+def _section(title: str, intro: str, cls: type[Any], section: str = "edgeexec") -> str:
     lines = [f"## {title}", "", intro, "", "| option | environment variable | default | meaning |", "|---|---|---|---|"]
-    for name, env, default, text in describe(cls, "edgeexec"):
+    for name, env, default, text in describe(cls, section):
         shown = "(host name)" if name == "name" else "(generated)" if name == "gateway_id" else f"`{default}`"
         lines.append(f"| `{name}` | `{env}` | {shown} | {text} |")
     return "\n".join(lines)
@@ -28,6 +28,7 @@ def _section(title: str, intro: str, cls: type[Any]) -> str:
 
 def render() -> str:
     from agent.settings import AgentSettings
+    from batchexec.settings import BatchSettings
     from edgeexec.settings import ExecutorSettings, GatewaySettings
 
     parts = [
@@ -36,6 +37,8 @@ def render() -> str:
         _section("Gateway (`edgeexec gateway`)", "Read from the environment and CLI flags.", GatewaySettings),
         _section("Agent (`agent start`)", "Read from the environment and CLI flags (`-q`, `-c`, `--name`, ...).",
                  AgentSettings),
+        _section("AWS Batch executor (`[aws_batch_executor]`, in the scheduler)",
+                 "Read through Airflow's configuration; see [batch.md](batch.md).", BatchSettings, "aws_batch_executor"),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -26,8 +26,11 @@ class Dispatcher(Protocol):
     def cancel(self, ref: str, reason: str) -> None:
         """Stop the newest job of a workload ref, wherever it is."""
 
-    def adopt(self, refs: Sequence[str]) -> Mapping[str, str]:
-        """Take ownership of jobs queued by a previous scheduler; returns ref -> job id adopted."""
+    def adopt(self, refs: Mapping[str, str | None]) -> Mapping[str, str]:
+        """Take over jobs a previous scheduler queued (ref -> its external id, if Airflow has one).
+
+        Returns ref -> job id for the jobs adopted; their current state follows as events.
+        """
 
     def sweep(self) -> Sequence[Orphan]:
         """Liveness housekeeping; returns running jobs whose worker went silent."""

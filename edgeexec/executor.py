@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.executors.base_executor import BaseExecutor
+from airflow.executors.workloads.types import state_class_for_key
 
 from edgeexec.config import airflow_lookup
 from edgeexec.dispatch import Dispatcher
@@ -137,21 +138,25 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         if tracked is None:
             return  # superseded, revoked, or another scheduler's job
         if event.state is JobState.RUNNING:
-            self.running_state(tracked.key, event.job_id)
+            self.running_state(tracked.key, event.external_id or event.job_id)
+            return
+        if event.state in (JobState.PENDING, JobState.ASSIGNED):
+            if event.external_id:  # stored as external_executor_id, used to adopt after a restart
+                self.event_buffer[tracked.key] = (state_class_for_key(tracked.key).QUEUED, event.external_id)
             return
         self._forget(event.job_id)
         if event.state is JobState.SUCCESS:
             self.success(tracked.key)
             return
         if event.reason:
+            # Not through log_task_event: Airflow 3.3's bulk insert of those rows fails (log.event NULL).
             self.log.warning("job %s for %s ended %s: %s", event.job_id, tracked.key, event.state, event.reason)
-            self.log_task_event(event="edgeexec job failed", extra=event.reason, ti_key=tracked.key)
         self.fail(tracked.key, info=event.reason or None)
 
     def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
         by_ref = {task_ref(ti.id, ti.try_number): ti for ti in tis}
         try:
-            adopted = self._dispatcher.adopt(list(by_ref))
+            adopted = self._dispatcher.adopt({ref: ti.external_executor_id for ref, ti in by_ref.items()})
         except StoreUnavailable as exc:
             self.log.warning("cannot adopt tasks now: %s", exc)
             return list(tis)

@@ -42,6 +42,9 @@ class JobEvent:
     reason: str = ""
     exit_code: int | None = None
     where: str = ""
+    """Where the job is (agent name, Batch job id): for operators' logs."""
+    external_id: str = ""
+    """The backend's id for the job; Airflow stores it as ``external_executor_id`` for adoption."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ def parse_event(fields: Mapping[str, str]) -> JobEvent:
         reason=fields.get("reason", ""),
         exit_code=int(exit_raw) if exit_raw.lstrip("-").isdigit() else None,
         where=fields.get("agent", ""),
+        external_id=fields["job"],
     )
 
 
@@ -125,7 +126,8 @@ class RedisDispatcher:
     def cancel(self, ref: str, reason: str) -> None:
         self._call("cancel", ref, reason, self.ttl_ms)
 
-    def adopt(self, refs: Sequence[str]) -> Mapping[str, str]:
+    def adopt(self, refs: Mapping[str, str | None]) -> Mapping[str, str]:
+        """Edge jobs are found by ref in Redis; the external id is not needed."""
         if not refs:
             return {}
         flat = self._call("adopt", self.owner, *refs)

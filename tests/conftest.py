@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
+import orjson
 import pytest
 import redis
 
 from edgeexec.keys import Keys
+from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
 from tests.servers import RedisServer
 
 
@@ -31,3 +38,50 @@ def rclient(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     yield client
     client.close()
+
+
+class BatchEndpoint:
+    """moto's AWS Batch API with the stand-in compute environment, plus the resources jobs need."""
+
+    def __init__(self, port: int, control_port: int, proc: Any) -> None:
+        self.port, self.control_port, self.proc = port, control_port, proc
+        self.url = f"http://127.0.0.1:{port}"
+        self.client = boto3.client("batch", region_name=REGION, endpoint_url=self.url,
+                                   aws_access_key_id="testing", aws_secret_access_key="testing")
+        iam = boto3.client("iam", region_name=REGION, endpoint_url=self.url,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.role = iam.create_role(RoleName="edgeexec-batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        env = self.client.create_compute_environment(computeEnvironmentName="edgeexec-ce", type="UNMANAGED",
+                                                     state="ENABLED", serviceRole=self.role)
+        self.queue = self.client.create_job_queue(
+            jobQueueName="edgeexec-queue", state="ENABLED", priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])["jobQueueName"]
+
+    def job_definition(self, name: str, environment: dict[str, str] | None = None) -> str:
+        props = {"image": "edgeexec:local", "vcpus": 1, "memory": 512, "command": ["true"],
+                 "environment": [{"name": k, "value": v} for k, v in (environment or {}).items()]}
+        self.client.register_job_definition(jobDefinitionName=name, type="container", containerProperties=props)
+        return name
+
+    def counts(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/counts", timeout=5) as r:
+            return dict(orjson.loads(r.read()))
+
+    def connection_json(self) -> str:
+        return orjson.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                             "extra": {"endpoint_url": self.url, "region_name": REGION}}).decode()
+
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def batch_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchEndpoint]:
+    port, control = free_port(), free_port()
+    log = Path(tmp_path_factory.mktemp("moto")) / "standin.log"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "AWS_DEFAULT_REGION": REGION}
+    proc = Proc([sys.executable, "-m", "tests.batch_standin", "--port", str(port), "--control-port", str(control)],
+                env=env, log=log, cwd=Path(__file__).parent.parent)
+    wait_for(lambda: port_open(port) and port_open(control), 60, "the AWS Batch stand-in endpoint")
+    yield BatchEndpoint(port, control, proc)
+    proc.stop()

@@ -115,8 +115,10 @@ def test_adoption_after_scheduler_restart(executor: Any, rclient: redis.Redis, k
     lua("accept", "a1", "old-job")
     from airflow.models.taskinstancekey import TaskInstanceKey
 
-    known = SimpleNamespace(id=ti_id, try_number=1, key=TaskInstanceKey("d", "known", "r", 1, -1))
-    unknown = SimpleNamespace(id=uuid.uuid4(), try_number=1, key=TaskInstanceKey("d", "unknown", "r", 1, -1))
+    known = SimpleNamespace(id=ti_id, try_number=1, key=TaskInstanceKey("d", "known", "r", 1, -1),
+                            external_executor_id="old-job")
+    unknown = SimpleNamespace(id=uuid.uuid4(), try_number=1, key=TaskInstanceKey("d", "unknown", "r", 1, -1),
+                              external_executor_id=None)
     assert executor.try_adopt_task_instances([known, unknown]) == [unknown]
     assert known.key in executor.running
     lua.finish("a1", "old-job")

@@ -211,7 +211,7 @@ def test_adopt_moves_ownership_and_replays_final_state(rclient: redis.Redis, key
     lua.finish("a1", "j1")
     d = RedisDispatcher(rclient, keys, liveness_s=30, job_ttl_s=60)
     d.start("new")
-    assert d.adopt(["ti:x:1", "ti:missing:1"]) == {"ti:x:1": "j1"}
+    assert d.adopt({"ti:x:1": None, "ti:missing:1": None}) == {"ti:x:1": "j1"}
     assert [(e.job_id, e.state.value) for e in d.events()] == [("j1", "success")]
     assert list(d.events()) == [], "events are consumed once"
 

@@ -137,16 +137,24 @@ class LocalStack:
         wait_for(lambda: port_open(self.gateway_port), 60, f"gateway on port {self.gateway_port}")
         return proc
 
+    def agent_env(self) -> dict[str, str]:
+        """What a remote agent host has: no JWT signing secret and no metadata database."""
+        env = self.env()
+        for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__EDGEEXEC__SHARED_SECRET"):
+            env.pop(key, None)
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "sqlite:////nonexistent/agents-have-no-database.db"
+        return env
+
     def start_agent(self, spec: AgentSpec, *extra: str) -> Proc:
         argv = [str(BIN / "agent"), "start", "-q", ",".join(spec.queues), "-c", str(spec.concurrency),
                 "--name", spec.name, *extra]
-        return self._spawn(f"agent-{spec.name}", argv)
+        return self._spawn(f"agent-{spec.name}", argv, self.agent_env())
 
-    def _spawn(self, name: str, argv: list[str]) -> Proc:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         old = self.procs.get(name)
         if old is not None:
             old.stop()
-        proc = Proc(argv, env=self.env(), log=self.home / f"{name}.log", cwd=self.home)
+        proc = Proc(argv, env=env or self.env(), log=self.home / f"{name}.log", cwd=self.home)
         self.procs[name] = proc
         return proc
 

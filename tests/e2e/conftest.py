@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from edgeexec.keys import Keys
 from edgeexec.localstack.stack import AgentSpec, LocalStack, StackConfig
+from tests.conftest import REGION, BatchEndpoint
 from tests.servers import PostgresServer
 
 DAGS = Path(__file__).parent / "dags"
@@ -28,8 +29,8 @@ AGENTS = (
 class E2E:
     """The running stack plus direct access to its metadata DB and its Redis."""
 
-    def __init__(self, stack: LocalStack, backend: str) -> None:
-        self.stack, self.backend = stack, backend
+    def __init__(self, stack: LocalStack, backend: str, batch: BatchEndpoint) -> None:
+        self.stack, self.backend, self.batch = stack, backend, batch
         self.db = sa.create_engine(stack.sql_alchemy_conn.replace("+psycopg2", "+psycopg2"))
         self.redis = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         self.keys = Keys()
@@ -63,24 +64,41 @@ class E2E:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+        batch_endpoint: BatchEndpoint) -> Iterator[E2E]:
     home = Path(tmp_path_factory.mktemp(f"stack-{request.param}"))
     pg = PostgresServer().start() if request.param == "postgres" else None
     extra = {
+        "AIRFLOW__CORE__EXECUTOR": "edgeexec.EdgeExecutor,batchexec.BatchExecutor",
         "AIRFLOW__EDGEEXEC__TASK_STALE_AFTER": "4",
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__CORE__PARALLELISM": "32",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW_CONN_AWS_DEFAULT": batch_endpoint.connection_json(),
+        "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": batch_endpoint.queue,
+        "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "airflow-task",
+        "AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME": REGION,
+        "AIRFLOW__AWS_BATCH_EXECUTOR__SUBMIT_JOB_KWARGS": '{"tags": {"deployment": "e2e"}}',
     }
     stack = LocalStack(StackConfig(home=home, dags_folder=DAGS, sql_alchemy_conn=pg.url if pg else "",
                                    agents=AGENTS, heartbeat_interval=HEARTBEAT, extra_env=extra))
+    # the job definition's environment is what a real job image would be configured with
+    extra["AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION"] = batch_endpoint.job_definition(
+        f"airflow-{request.param}", {
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{stack.api_url}/execution/",
+            "AIRFLOW__CORE__EXECUTOR": extra["AIRFLOW__CORE__EXECUTOR"],  # DAGs name it in executor=
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW_HOME": str(home / "airflow"),
+        })
     try:
         stack.start()
-        stack.wait_for_dags(["e2e_features", "e2e_other_queue", "e2e_retry", "e2e_pool_slots", "e2e_long", "e2e_drain"])
+        stack.wait_for_dags(["e2e_features", "e2e_other_queue", "e2e_retry", "e2e_pool_slots", "e2e_long", "e2e_drain",
+                               "e2e_deadline_callback", "e2e_batch"])
         stack.api("POST", "/variables", {"key": "e2e_variable", "value": "variable-value"})
         stack.api("POST", "/connections", {"connection_id": "e2e_connection", "conn_type": "postgres",
                                            "host": "example.internal", "port": 5432})
-        yield E2E(stack, request.param)
+        yield E2E(stack, request.param, batch_endpoint)
     except Exception:
         for name, proc in stack.procs.items():
             print(f"--- {name} ---\n{proc.tail(30)}")

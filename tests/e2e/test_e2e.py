@@ -8,9 +8,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+import sqlalchemy as sa
 
 from edgeexec.localstack.stack import AgentSpec
 from tests.e2e.conftest import E2E, HEARTBEAT
@@ -148,3 +150,44 @@ def test_sigterm_drains_and_terminates_running_tasks(e2e: E2E, tmp_path: Path) -
     assert e2e.stack.wait_for_run("e2e_drain", run_id, timeout=120) == "failed"
     (ti,) = e2e.task_instances("e2e_drain", run_id)
     assert ti.state == "failed"
+
+
+def test_deadline_callback_runs_on_an_agent(e2e: E2E) -> None:
+    """ExecuteCallback workloads (a missed deadline's SyncCallback) are dispatched and run like tasks."""
+    marker = Path("/tmp/edgeexec-e2e-callbacks/e2e")
+    marker.unlink(missing_ok=True)
+    _, state = e2e.run("e2e_deadline_callback")
+    assert state == "success"
+    wait_for(marker.exists, 60, "the deadline callback to run")
+    jobs = [e2e.redis.hgetall(k) for k in e2e.redis.scan_iter(match=f"{e2e.keys.prefix}:job:*", count=1000)]
+    callbacks = [j for j in jobs if j.get("kind") == "callback"]
+    assert callbacks and all(j["state"] == "success" for j in callbacks), callbacks
+    marker.unlink()
+
+
+def test_batch_executor_runs_tasks_as_batch_jobs(e2e: E2E) -> None:
+    """BatchExecutor beside EdgeExecutor: success, handled failure, crash and executor_config overrides."""
+    run_id, state = e2e.run("e2e_batch")
+    assert state == "failed"
+    tis = {t.task_id: t for t in e2e.task_instances("e2e_batch", run_id)}
+    assert {k: t.state for k, t in tis.items()} == {
+        "batch_ok": "success", "batch_fails": "failed", "batch_crash": "failed", "batch_overrides": "success"}
+    with e2e.db.connect() as c:
+        ext = dict(c.execute(sa.text("select task_id, external_executor_id from task_instance "
+                                     "where dag_id = 'e2e_batch' and run_id = :r"), {"r": run_id}).all())
+    def settled() -> dict[str, Any]:
+        found = {d["jobId"]: d for d in e2e.batch.client.describe_jobs(jobs=list(ext.values()))["jobs"]}
+        assert all(d["status"] in ("SUCCEEDED", "FAILED") for d in found.values())
+        return found
+
+    # a task reports its state to Airflow just before its process (the Batch job) exits
+    wait_for(lambda: bool(settled()), 60, "the Batch jobs to finish")
+    jobs = settled()
+    assert jobs[ext["batch_ok"]]["status"] == "SUCCEEDED"
+    crash = jobs[ext["batch_crash"]]
+    assert crash["status"] == "FAILED", "a crashed task must not look like a SUCCEEDED job"
+    assert crash["attempts"][-1]["container"]["exitCode"] != 0
+    overrides = jobs[ext["batch_overrides"]]
+    env = {e["name"]: e["value"] for e in overrides["container"]["environment"]}
+    assert env["E2E_OVERRIDE"] == "from-executor-config" and env["AIRFLOW_IS_EXECUTOR_CONTAINER"] == "true"
+    assert overrides["tags"] == {"deployment": "e2e", "e2e_tag": "yes"}

@@ -1,0 +1,22 @@
+"""``batchexec.BatchExecutor``: the generic dispatch executor with the AWS Batch dispatcher.
+
+The task's Airflow ``queue`` is not used (every job goes to ``[aws_batch_executor] job_queue``);
+its ``executor_config`` is merged into SubmitJob (see batchexec/kwargs.py).
+"""
+
+from __future__ import annotations
+
+from batchexec.client import make_client
+from batchexec.dispatcher import BatchDispatcher
+from batchexec.settings import SECTION, BatchSettings
+from edgeexec.config import airflow_lookup
+from edgeexec.dispatch import Dispatcher
+from edgeexec.executor import DispatchExecutor
+
+
+class BatchExecutor(DispatchExecutor):
+    """Every task in its own AWS Batch job; configured in ``[aws_batch_executor]``."""
+
+    def make_dispatcher(self) -> Dispatcher:
+        settings = BatchSettings.load(airflow_lookup(SECTION))
+        return BatchDispatcher(settings, lambda: make_client(settings.aws_conn_id, settings.region_name))

@@ -1,0 +1,36 @@
+"""Tasks sent to AWS Batch (the stand-in runs their container command locally)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from airflow.sdk import DAG, task
+
+BATCH = "batchexec.BatchExecutor"
+
+with DAG("e2e_batch", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False):
+
+    @task(executor=BATCH)
+    def batch_ok() -> str:
+        return "ran in a Batch job"
+
+    @task(executor=BATCH)
+    def batch_fails() -> None:
+        raise RuntimeError("this task fails on purpose")
+
+    @task(executor=BATCH)
+    def batch_crash() -> None:
+        os._exit(7)  # a crash, not a handled failure: the Batch job must end FAILED, not SUCCEEDED
+
+    @task(executor=BATCH, executor_config={
+        "containerOverrides": {"environment": [{"name": "E2E_OVERRIDE", "value": "from-executor-config"}]},
+        "tags": {"e2e_tag": "yes"},
+    })
+    def batch_overrides() -> None:
+        assert os.environ["E2E_OVERRIDE"] == "from-executor-config", os.environ.get("E2E_OVERRIDE")
+
+    batch_ok()
+    batch_fails()
+    batch_crash()
+    batch_overrides()
