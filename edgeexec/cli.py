@@ -22,6 +22,18 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--heartbeat-interval", type=float)
     gw.add_argument("--max-frame-bytes", type=int)
     gw.add_argument("--log-level")
+    tok = sub.add_parser("token", help="per-agent and admin tokens")
+    tsub = tok.add_subparsers(dest="token_command", required=True)
+    create = tsub.add_parser("create", help="create a token and print it once")
+    create.add_argument("--agent", default="", help="the agent name this token admits (required unless --admin)")
+    create.add_argument("-q", "--queues", default="", help="comma-separated queues the agent may serve")
+    create.add_argument("--admin", action="store_true", help="a token for control clients (status, maintenance)")
+    create.add_argument("--expires", help="lifetime, e.g. 30d, 12h (default: never)")
+    tsub.add_parser("list", help="list tokens (never their secrets)").add_argument("--json", action="store_true")
+    tsub.add_parser("revoke", help="revoke a token; a connected agent using it is dropped").add_argument("id")
+    for tp in (tok, *tsub.choices.values()):
+        tp.add_argument("--redis-url")
+        tp.add_argument("--redis-prefix")
     for name, text in (("standalone", "run Airflow + Redis + gateway + agent locally until Ctrl-C"),
                        ("demo", "run the example DAGs on a local stack, print a table, exit 0 iff all succeeded")):
         sp = sub.add_parser(name, help=text)
@@ -32,10 +44,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(args.log_level)
+    logs.setup(getattr(args, "log_level", None))
     try:
         if args.command == "gateway":
             return _gateway(args)
+        if args.command == "token":
+            from edgeexec.token_cli import run
+
+            return run(args)
         from edgeexec.standalone import main as run_stack
 
         return run_stack(args.command, args.home)

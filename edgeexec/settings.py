@@ -31,7 +31,10 @@ class GatewaySettings:
     redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc("Redis holding all edgeexec state."))
     redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=doc("Prefix of every Redis key."))
     shared_secret: str = field(
-        default="", metadata=doc("Secret agents present as `Authorization: Bearer ...`. Required.")
+        default="", metadata=doc("Development only: one secret for every agent and admin (see allow_shared_secret).")
+    )
+    allow_shared_secret: bool = field(
+        default=False, metadata=doc("Insecure/dev: accept shared_secret besides per-agent tokens (`edgeexec token`).")
     )
     heartbeat_interval: float = field(
         default=DEFAULT_HEARTBEAT_INTERVAL, metadata=doc("Seconds between agent heartbeats (sent in welcome).")
@@ -60,10 +63,17 @@ class GatewaySettings:
         return build(cls, SECTION, lookup or env_lookup(SECTION), overrides)
 
     def require_secret(self) -> None:
-        if not self.shared_secret:
+        """The shared secret is a development convenience that must be switched on explicitly."""
+        if self.allow_shared_secret and not self.shared_secret:
             raise ConfigError(
-                "the gateway has no agent secret: set AIRFLOW__EDGEEXEC__SHARED_SECRET "
-                "(or --shared-secret) to a long random string and give agents the same value"
+                "allow_shared_secret is on but no shared_secret is set: set AIRFLOW__EDGEEXEC__SHARED_SECRET, "
+                "or turn allow_shared_secret off and give each agent a token (edgeexec token create)"
+            )
+        if self.shared_secret and not self.allow_shared_secret:
+            raise ConfigError(
+                "a shared_secret is set but allow_shared_secret is off: the shared secret is for development "
+                "only. Use per-agent tokens (edgeexec token create), or set "
+                "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET=true for a development setup"
             )
 
 

@@ -38,7 +38,8 @@ def gateway(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     port = free_port()
     keys = Keys(f"gw{uuid.uuid4().hex[:8]}")
     log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
-    env = {"AIRFLOW__EDGEEXEC__SHARED_SECRET": SECRET, "AIRFLOW__EDGEEXEC__HELLO_TIMEOUT": "1",
+    env = {"AIRFLOW__EDGEEXEC__SHARED_SECRET": SECRET, "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET": "true",
+           "AIRFLOW__EDGEEXEC__HELLO_TIMEOUT": "1",
            "AIRFLOW__EDGEEXEC__MAX_FRAME_BYTES": "65536", "PATH": str(BIN)}
     proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(port), "--redis-url", redis_server.url,
                  "--redis-prefix", keys.prefix, "--heartbeat-interval", str(HEARTBEAT)], env=env, log=log)

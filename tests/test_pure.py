@@ -69,13 +69,17 @@ def test_callback_workload_goes_first() -> None:
 
 def test_settings_from_environment_and_errors_name_the_variable() -> None:
     """AIRFLOW__EDGEEXEC__* variables configure; a bad value names the variable to fix."""
-    env = {"AIRFLOW__EDGEEXEC__PORT": "9000", "AIRFLOW__EDGEEXEC__SHARED_SECRET": "s"}
+    env = {"AIRFLOW__EDGEEXEC__PORT": "9000", "AIRFLOW__EDGEEXEC__SHARED_SECRET": "s",
+           "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET": "yes"}
     s = build(GatewaySettings, "edgeexec", env_lookup("edgeexec", env), {"host": "0.0.0.0"})
-    assert (s.port, s.host, s.shared_secret, s.liveness) == (9000, "0.0.0.0", "s", 30.0)
+    assert (s.port, s.host, s.shared_secret, s.allow_shared_secret, s.liveness) == (9000, "0.0.0.0", "s", True, 30.0)
     with pytest.raises(ConfigError, match="AIRFLOW__EDGEEXEC__PORT"):
         build(GatewaySettings, "edgeexec", env_lookup("edgeexec", {"AIRFLOW__EDGEEXEC__PORT": "x"}))
-    with pytest.raises(ConfigError, match="SHARED_SECRET"):
-        GatewaySettings().require_secret()
+    with pytest.raises(ConfigError, match="AIRFLOW__EDGEEXEC__SHARED_SECRET"):
+        GatewaySettings(allow_shared_secret=True).require_secret()
+    with pytest.raises(ConfigError, match="AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET=true"):
+        GatewaySettings(shared_secret="s").require_secret()
+    GatewaySettings().require_secret()  # tokens only: the production setup
 
 
 PURE_MODULES = ["edgeexec/protocol.py", "edgeexec/jobs.py", "edgeexec/keys.py", "agent/states.py",

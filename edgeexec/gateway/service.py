@@ -28,25 +28,28 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import protocol as p
+from edgeexec import token_store
 from edgeexec.gateway.session import AgentSession, close_with_error
 from edgeexec.gateway.store import Assignment, GatewayStore
 from edgeexec.keys import Keys
 from edgeexec.settings import GatewaySettings
+from edgeexec.tokens import SHARED_SECRET, TokenInfo, check_hello
 from edgeexec.version import __version__
 
 log = logging.getLogger(__name__)
 
 
-def check_bearer(header: str | None, secret: str) -> tuple[int, str] | None:
-    """None if the Authorization header carries the secret, else (HTTP status, explanation)."""
+Denial = tuple[int, str]
+
+
+def bearer(header: str | None) -> str | Denial:
+    """The token in an Authorization header, or (HTTP status, explanation)."""
     if not header:
         return 401, "missing Authorization header: start the agent with --token or AIRFLOW__EDGEEXEC__TOKEN"
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value:
+    if scheme.lower() != "bearer" or not value.strip():
         return 401, "Authorization header must be 'Bearer <token>'"
-    if not hmac.compare_digest(value.strip().encode(), secret.encode()):
-        return 403, "the agent token was refused: check that it matches the gateway's shared secret"
-    return None
+    return value.strip()
 
 
 class Gateway:
@@ -73,22 +76,37 @@ class Gateway:
 
     # ------------------------------------------------------------------ agent endpoint
 
+    async def authenticate(self, header: str | None) -> TokenInfo | Denial:
+        """Who is calling, decided before the WebSocket is accepted (so refusals are plain HTTP)."""
+        token = bearer(header)
+        if isinstance(token, tuple):
+            return token
+        if self.settings.allow_shared_secret and hmac.compare_digest(token.encode(), self.settings.shared_secret.encode()):
+            return SHARED_SECRET
+        info = await token_store.lookup(self.client, self.keys, token)
+        if info is None:
+            return 403, "token refused: unknown, expired or revoked. Ask an operator for a new one (edgeexec token create)"
+        return info
+
+    async def _deny(self, ws: WebSocket, denial: Denial) -> None:
+        status, message = denial
+        log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
+        await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+
     async def serve_agent(self, ws: WebSocket) -> None:
-        denial = check_bearer(ws.headers.get("authorization"), self.settings.shared_secret)
-        if denial is None and len(self.sessions) >= self.settings.max_agents:
-            denial = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"
-        if denial is not None:
-            status, message = denial
-            log.warning("refused agent connection from %s: %s", ws.client, message)
-            await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+        who = await self.authenticate(ws.headers.get("authorization"))
+        if not isinstance(who, tuple) and len(self.sessions) >= self.settings.max_agents:
+            who = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"
+        if isinstance(who, tuple):
+            await self._deny(ws, who)
             return
         await ws.accept()
         session: AgentSession | None = None
         try:
-            hello = await self._read_hello(ws)
+            hello = await self._read_hello(ws, who)
             if hello is None:
                 return
-            session = await self._register(ws, hello)
+            session = await self._register(ws, hello, who)
             if session is not None:
                 await self._receive_loop(session)
         except WebSocketDisconnect:
@@ -97,7 +115,7 @@ class Gateway:
             if session is not None:
                 await self._end(session)
 
-    async def _read_hello(self, ws: WebSocket) -> p.Hello | None:
+    async def _read_hello(self, ws: WebSocket, who: TokenInfo) -> p.Hello | None:
         try:
             msg = await asyncio.wait_for(ws.receive(), self.settings.hello_timeout)
         except TimeoutError:
@@ -110,13 +128,14 @@ class Gateway:
             frame = p.decode(_payload(msg), allowed=frozenset({"hello"}))
             assert isinstance(frame, p.Hello)
             p.negotiate(frame.protocols)
+            check_hello(who, frame)
             return frame
         except p.ProtocolError as exc:
             log.warning("refused hello from %s: %s", ws.client, exc)
             await close_with_error(ws, exc.code, str(exc))
             return None
 
-    async def _register(self, ws: WebSocket, hello: p.Hello) -> AgentSession | None:
+    async def _register(self, ws: WebSocket, hello: p.Hello, who: TokenInfo) -> AgentSession | None:
         sid = uuid.uuid4().hex
         reg = await self.store.register(hello, sid, self.settings.gateway_id)
         if reg.conflict:
@@ -126,7 +145,7 @@ class Gateway:
             await close_with_error(ws, p.CloseCode.NAME_IN_USE, msg)
             return None
         old = self.sessions.get(hello.name)
-        session = AgentSession(ws, hello.name, sid, hello.concurrency)
+        session = AgentSession(ws, hello.name, sid, hello.concurrency, token_id=who.id)
         self.sessions[hello.name] = session
         if old is not None:
             await old.close(p.CloseCode.SESSION_REPLACED, "a newer session of this agent took over")
@@ -217,20 +236,29 @@ class Gateway:
 
     async def _listen(self) -> None:
         channel = self.keys.gateway_channel(self.settings.gateway_id)
+        revoked = token_store.revoked_channel(self.keys)
         delay = 0.1
         while True:
             try:
                 async with self.client.pubsub(ignore_subscribe_messages=True) as ps:
-                    await ps.subscribe(channel)
+                    await ps.subscribe(channel, revoked)
                     delay = 0.1
                     async for message in ps.listen():
-                        await self._on_notice(str(message["data"]))
+                        if message["channel"] == revoked:
+                            await self._on_revoked(str(message["data"]))
+                        else:
+                            await self._on_notice(str(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("pub/sub listener lost Redis; resubscribing in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _on_revoked(self, tid: str) -> None:
+        for s in [s for s in self.sessions.values() if s.token_id == tid]:
+            log.warning("token %s was revoked: disconnecting agent %s", tid, s.name)
+            await s.close(p.CloseCode.FORBIDDEN, "this agent's token was revoked")
 
     async def _on_notice(self, data: str) -> None:
         kind, _, rest = data.partition("\t")

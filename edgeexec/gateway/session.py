@@ -20,6 +20,7 @@ class AgentSession:
     name: str
     session: str
     concurrency: int
+    token_id: str = ""
     sent: set[str] = field(default_factory=set)
     clean: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -86,6 +86,7 @@ class LocalStack:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__EDGEEXEC__REDIS_URL": self.redis_url,
             "AIRFLOW__EDGEEXEC__SHARED_SECRET": self.secret,
+            "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET": "true",  # a local development stack
             "AIRFLOW__EDGEEXEC__TOKEN": self.secret,
             "AIRFLOW__EDGEEXEC__URL": self.gateway_url,
             "AIRFLOW__EDGEEXEC__HEARTBEAT_INTERVAL": str(self.cfg.heartbeat_interval),

@@ -1,0 +1,150 @@
+"""Per-agent and admin tokens: the CLI, a tokens-only gateway, revocation, and no secret in logs."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from edgeexec import protocol as p
+from edgeexec import tokens
+from edgeexec.keys import Keys
+from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
+from tests.test_gateway import Gateway, _closed_with, _hello
+
+# ---------------------------------------------------------------------------- pure
+
+
+def test_durations() -> None:
+    """--expires accepts s/m/h/d/w and explains anything else."""
+    assert [tokens.parse_duration(t) for t in ("90s", "15m", "12h", "30d", "2w")] == [90, 900, 43200, 2592000, 1209600]
+    with pytest.raises(ValueError, match=r"e\.g\. 30d"):
+        tokens.parse_duration("forever")
+
+
+def test_token_format_and_digest() -> None:
+    """Tokens carry a public id; only a digest is stored and it matches in constant time."""
+    tid, token = tokens.generate()
+    assert tokens.token_id(token) == tid and tokens.token_id("eex_nothex_x") is None
+    assert tokens.matches(token, tokens.digest(token)) and not tokens.matches(token + "x", tokens.digest(token))
+
+
+# ---------------------------------------------------------------------------- real gateway + CLI
+
+
+@pytest.fixture(scope="module")
+def tgw(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A production-style gateway: tokens only, no shared secret."""
+    port = free_port()
+    keys = Keys(f"tk{uuid.uuid4().hex[:8]}")
+    log = Path(tmp_path_factory.mktemp("tgw")) / "gateway.log"
+    proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(port), "--redis-url", redis_server.url,
+                 "--redis-prefix", keys.prefix, "--log-level", "debug"], env={"PATH": str(BIN)}, log=log)
+    wait_for(lambda: port_open(port), 30, "gateway")
+    yield Gateway(port, keys, proc)
+    proc.stop()
+
+
+def cli(gw: Gateway, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "edgeexec"), "token", *args, "--redis-url", redis_url, "--redis-prefix",
+                           gw.keys.prefix], capture_output=True, text=True, timeout=60)
+
+
+def _token(gw: Gateway, redis_url: str, *args: str) -> str:
+    out = cli(gw, redis_url, "create", *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _connect(gw: Gateway, token: str) -> Any:
+    return connect(gw.url, additional_headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_agent_token_admits_its_agent_on_its_queues(tgw: Gateway, redis_server: Any) -> None:
+    """A token created for an agent and queues lets exactly that agent connect."""
+    name = f"site-{uuid.uuid4().hex[:6]}"
+    token = _token(tgw, redis_server.url, "--agent", name, "-q", "a,b")
+    async with _connect(tgw, token) as ws:
+        await _hello(ws, name, queues=("a",))
+
+
+@pytest.mark.parametrize(
+    ("hello_name", "queues", "needle"),
+    [("someone-else", ("a",), "belongs to agent"), (None, ("a", "secret-queue"), "not allowed by this token")],
+)
+async def test_token_scope_is_enforced(tgw: Gateway, redis_server: Any, hello_name: str | None,
+                                       queues: tuple[str, ...], needle: str) -> None:
+    """Another agent's name, or a queue the token does not allow, is refused with 4403 and a reason."""
+    name = f"site-{uuid.uuid4().hex[:6]}"
+    token = _token(tgw, redis_server.url, "--agent", name, "-q", "a")
+    async with _connect(tgw, token) as ws:
+        await ws.send(p.encode(p.Hello(name=hello_name or name, instance="i", queues=queues, concurrency=1)).decode())
+        err = p.decode(await asyncio.wait_for(ws.recv(), 10))
+        assert isinstance(err, p.Error) and needle in err.message
+        assert await _closed_with(ws) == p.CloseCode.FORBIDDEN
+
+
+async def test_admin_token_cannot_be_used_by_an_agent(tgw: Gateway, redis_server: Any) -> None:
+    """Admin tokens are for control clients."""
+    token = _token(tgw, redis_server.url, "--admin")
+    async with _connect(tgw, token) as ws:
+        await ws.send(p.encode(p.Hello(name="x", instance="i", queues=("a",), concurrency=1)).decode())
+        err = p.decode(await asyncio.wait_for(ws.recv(), 10))
+        assert isinstance(err, p.Error) and "control clients" in err.message
+
+
+@pytest.mark.parametrize("kind", ["garbage", "wellformed-unknown", "expired", "shared-secret"])
+async def test_bad_tokens_are_refused_before_the_socket_opens(tgw: Gateway, redis_server: Any,
+                                                              rclient: redis.Redis, kind: str) -> None:
+    """Unknown, expired and (on a tokens-only gateway) shared-secret credentials get HTTP 403."""
+    token = {"garbage": "not-a-token", "shared-secret": "any-shared-secret",
+             "wellformed-unknown": tokens.generate()[1]}.get(kind, "")
+    if kind == "expired":
+        token = _token(tgw, redis_server.url, "--agent", "exp", "-q", "a", "--expires", "1h")
+        rclient.hset(f"{tgw.keys.prefix}:token:{tokens.token_id(token)}", "expires", 1)
+    with pytest.raises(InvalidStatus) as err:
+        async with _connect(tgw, token):
+            pass
+    assert err.value.response.status_code == 403
+    assert "unknown, expired or revoked" in orjson.loads(err.value.response.body or b"{}")["error"]
+
+
+async def test_revoking_a_token_disconnects_the_live_agent(tgw: Gateway, redis_server: Any) -> None:
+    """`edgeexec token revoke ID` drops the agent's session at once (4403) and it cannot return."""
+    name = f"site-{uuid.uuid4().hex[:6]}"
+    token = _token(tgw, redis_server.url, "--agent", name, "-q", "a")
+    async with _connect(tgw, token) as ws:
+        await _hello(ws, name, queues=("a",))
+        listed = orjson.loads(cli(tgw, redis_server.url, "list", "--json").stdout)
+        tid = next(t["id"] for t in listed if t["agent"] == name)
+        assert cli(tgw, redis_server.url, "revoke", tid).returncode == 0
+        assert await _closed_with(ws) == p.CloseCode.FORBIDDEN
+    with pytest.raises(InvalidStatus):
+        async with _connect(tgw, token):
+            pass
+    assert cli(tgw, redis_server.url, "revoke", tid).returncode == 1
+
+
+def test_list_never_shows_secrets_and_create_validates(tgw: Gateway, redis_server: Any) -> None:
+    """Listing shows ids and scopes only; a token without queues or with a bad name is refused."""
+    token = _token(tgw, redis_server.url, "--agent", "lister", "-q", "a")
+    listing = cli(tgw, redis_server.url, "list").stdout
+    assert "lister" in listing and token not in listing and token.split("_")[-1] not in listing
+    bad = cli(tgw, redis_server.url, "create", "--agent", "no queues")
+    assert bad.returncode == 2 and "agent name" in bad.stderr
+
+
+def test_tokens_never_reach_the_gateway_log(tgw: Gateway) -> None:
+    """After all the above (debug logging on), no token secret appears in the gateway's log."""
+    assert tgw.proc.log is not None
+    text = tgw.proc.log.read_text()
+    assert "eex_" not in text and "Bearer" not in text
