@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from edgeexec import logs
 from edgeexec.errors import ConfigError
@@ -32,12 +33,46 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--kill-grace", type=float, help="seconds between SIGTERM and SIGKILL of a job")
     start.add_argument("--ca-file", help="CA bundle to verify a wss:// gateway")
     start.add_argument("--log-level", default=None)
+    _operator_commands(sub)
     return ap
+
+
+def _operator(sp: argparse.ArgumentParser, *, name: bool = True) -> argparse.ArgumentParser:
+    sp.add_argument("--url", help="gateway URL (default: AIRFLOW__EDGEEXEC__URL)")
+    sp.add_argument("--token", help="admin token (prefer AIRFLOW__EDGEEXEC__ADMIN_TOKEN)")
+    if name:
+        sp.add_argument("--name", help="the agent (default: this host's agent)")
+    return sp
+
+
+def _operator_commands(sub: Any) -> None:
+    st = _operator(sub.add_parser("status", help="agents, state, queues, slots, metrics, running jobs"))
+    st.add_argument("--watch", action="store_true", help="live view: a snapshot, then every change")
+    st.add_argument("--json", action="store_true", help="one JSON object per agent / change")
+    maint = sub.add_parser("maintenance", help="maintenance mode: finish running tasks, take no new ones")
+    msub = maint.add_subparsers(dest="state", required=True)
+    on = _operator(msub.add_parser("on", help="enter maintenance"))
+    on.add_argument("-c", "--comments", default="", help="why, shown to other operators")
+    on.add_argument("-w", "--wait", action="store_true", help="wait until the agent is in maintenance mode")
+    off = _operator(msub.add_parser("off", help="leave maintenance"))
+    off.add_argument("-w", "--wait", action="store_true", help="wait until the agent takes work again")
+    stop = _operator(sub.add_parser("stop", help="drain the agent: finish running tasks, then exit"))
+    stop.add_argument("-w", "--wait", action="store_true", help="wait until the agent has exited")
+    for cmd, text in (("shutdown", "terminate running tasks and exit"),):
+        sp = _operator(sub.add_parser(cmd, help=text))
+        sp.add_argument("--all", action="store_true", help="every agent (asks for confirmation)")
+        sp.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    sq = _operator(sub.add_parser("set-queues", help="change the queues an agent serves"))
+    sq.add_argument("queues", type=_queues)
+    sc = _operator(sub.add_parser("set-concurrency", help="change an agent's slots"))
+    sc.add_argument("concurrency", type=int)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(args.log_level)
+    logs.setup(getattr(args, "log_level", None) or ("WARNING" if args.command != "start" else None))
+    if args.command != "start":
+        return _operate(args)
     from agent.core import Agent
     from agent.settings import AgentSettings
 
@@ -51,6 +86,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(Agent(settings).run())
+
+
+def _operate(args: argparse.Namespace) -> int:
+    import os
+
+    from agent import operate
+    from agent.control_client import ControlClient
+    from agent.errors import FatalConnectError
+
+    url = args.url or os.environ.get("AIRFLOW__EDGEEXEC__URL")
+    token = args.token or os.environ.get("AIRFLOW__EDGEEXEC__ADMIN_TOKEN")
+    if not url or not token:
+        print("agent: name the gateway (--url or AIRFLOW__EDGEEXEC__URL) and an admin token "
+              "(--token or AIRFLOW__EDGEEXEC__ADMIN_TOKEN; create one with `edgeexec token create --admin`)",
+              file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        async with ControlClient(url, token) as client:
+            if args.command == "status":
+                return await operate.status(client, args)
+            if args.command == "maintenance":
+                action = f"maintenance_{args.state}"
+                return await operate.command(client, args, action, comments=getattr(args, "comments", ""))
+            if args.command == "stop":
+                return await operate.command(client, args, "drain")
+            if args.command == "set-queues":
+                return await operate.command(client, args, "set_queues", queues=list(args.queues))
+            if args.command == "set-concurrency":
+                return await operate.command(client, args, "set_concurrency", concurrency=args.concurrency)
+            return await operate.command(client, args, args.command)
+
+    try:
+        return asyncio.run(go())
+    except FatalConnectError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionError) as exc:
+        print(f"agent: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def _versions() -> dict[str, str]:
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.s = settings
+        self.queues, self.concurrency = settings.queues, settings.concurrency
         self.instance = uuid.uuid4().hex
         self.finished: dict[str, p.StateReport] = {}
         self.cancel_reasons: dict[str, str] = {}
@@ -104,7 +105,7 @@ class Agent:
         self.runner = Runner(loop, self._job_exited, self.s.execution_api_url)
         await loop.run_in_executor(None, self.runner.warm)
         log.info("agent %s ready: queues=%s concurrency=%d gateway=%s",
-                 self.s.name, ",".join(self.s.queues), self.s.concurrency, self.s.url)
+                 self.s.name, ",".join(self.queues), self.concurrency, self.s.url)
         attempt = 0
         while not self._done():
             try:
@@ -160,6 +161,10 @@ class Agent:
         for warning in welcome.warnings:
             log.warning("gateway: %s", warning)
         self.ws, self.heartbeat_interval = ws, welcome.heartbeat_interval
+        if welcome.maintenance and not self.maintenance:
+            log.info("the fleet record says this agent is in maintenance (%s)", welcome.comments or "no comment")
+            self.maintenance, self.comments = True, welcome.comments
+            await self._send(p.AgentStatus(state=self.state, comments=self.comments))
         log.info("connected to %s (session %s)", self.s.url, welcome.session[:8])
         for report in list(self.finished.values()):
             await self._send(report)
@@ -182,8 +187,8 @@ class Agent:
     def _hello(self) -> p.Hello:
         jobs = [p.JobStatus(job, p.JobState.RUNNING) for job in self.running]
         jobs += [p.JobStatus(r.job, r.state, r.exit_code) for r in self.finished.values()]
-        return p.Hello(name=self.s.name, instance=self.instance, queues=self.s.queues,
-                       concurrency=self.s.concurrency, versions=_versions(), jobs=tuple(jobs),
+        return p.Hello(name=self.s.name, instance=self.instance, queues=self.queues,
+                       concurrency=self.concurrency, versions=_versions(), jobs=tuple(jobs),
                        state=self.state, comments=self.comments)
 
     async def _send(self, frame: p.Frame) -> None:
@@ -220,7 +225,7 @@ class Agent:
         if frame.job in self.running:
             await self._send(p.Accepted(job=frame.job))
             return
-        if self.state not in p.ACCEPTING_STATES or self.used + frame.slots > self.s.concurrency:
+        if self.state not in p.ACCEPTING_STATES or self.used + frame.slots > self.concurrency:
             await self._send(p.Rejected(job=frame.job, reason=f"agent is {self.state}, {self.used} slots used"))
             return
         assert self.runner is not None
@@ -241,10 +246,16 @@ class Agent:
             self.runner.terminate(job, self.s.kill_grace)
 
     async def _command(self, frame: p.Command) -> None:
+        log.info("operator command: %s%s", frame.action, f" ({frame.comments})" if frame.comments else "")
         if frame.action in ("maintenance_on", "maintenance_off"):
             self.maintenance = frame.action == "maintenance_on"
             self.comments = frame.comments
             await self._send(p.AgentStatus(state=self.state, comments=self.comments))
+        elif frame.action in ("set_queues", "set_concurrency"):
+            self.queues = frame.queues or self.queues
+            self.concurrency = frame.concurrency or self.concurrency
+            if self.ws is not None:  # a new hello registers the new queues/concurrency
+                await self.ws.close(1000, "re-registering with new queues/concurrency")
         else:
             self.drain(frame.action == "shutdown")
 

@@ -18,7 +18,10 @@ which keeps keys unambiguous even though names may contain ``:``.
 | {p}:ajobs:{name}             | set     | jobs assigned to or running on an agent                  | emptied on release |
 | {p}:hb                       | zset    | agent -> last heartbeat (ms); the reaper's index         | reaper removes |
 | {p}:events:{owner}           | stream  | job state changes for the scheduler that owns the jobs   | MAXLEN ~100k, trimmed by reader |
-| {p}:gw:{gateway}             | channel | run/cancel/claim notices for one gateway's agents        | pub/sub |
+| {p}:gw:{gateway}             | channel | run/cancel/cmd notices for one gateway's agents          | pub/sub |
+| {p}:status                   | channel | names of agents whose record changed (status stream)     | pub/sub |
+| {p}:token:{id}, {p}:tokens   | hash/set| per-agent and admin tokens (digest only)                 | TTL when --expires |
+| {p}:revoked                  | channel | ids of revoked tokens (gateways drop their sessions)     | pub/sub |
 """
 
 from __future__ import annotations
@@ -70,3 +73,7 @@ class Keys:
 
     def gateway_channel(self, gateway: str) -> str:
         return f"{self.prefix}:gw:{gateway}"
+
+    @property
+    def status_channel(self) -> str:
+        return f"{self.prefix}:status"

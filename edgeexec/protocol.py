@@ -240,6 +240,9 @@ class Welcome:
     heartbeat_interval: float
     max_frame: int
     warnings: tuple[str, ...] = ()
+    maintenance: bool = False
+    """The fleet's record says this agent is in maintenance (it survives agent restarts)."""
+    comments: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Welcome:
@@ -253,6 +256,8 @@ class Welcome:
             heartbeat_interval=float(hb),
             max_frame=_int(_req(d, "max_frame", f), "max_frame", f, 1024),
             warnings=tuple(_str(w, "warnings[]", f, MAX_REASON) for w in _list(d.get("warnings", []), "warnings", f, 16)),
+            maintenance=_bool(d.get("maintenance", False), "maintenance", f),
+            comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
         )
 
 
@@ -419,8 +424,11 @@ class Command:
     TYPE: ClassVar[str] = "command"
     action: str
     comments: str = ""
+    queues: tuple[str, ...] = ()
+    concurrency: int = 0
 
-    ACTIONS: ClassVar[frozenset[str]] = frozenset({"maintenance_on", "maintenance_off", "drain", "shutdown"})
+    ACTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"maintenance_on", "maintenance_off", "drain", "shutdown", "set_queues", "set_concurrency"})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Command:
@@ -428,7 +436,15 @@ class Command:
         action = _str(_req(d, "action", f), "action", f, 32)
         if action not in cls.ACTIONS:
             raise ProtocolError(f"command.action={action!r} is unknown; use one of {', '.join(sorted(cls.ACTIONS))}")
-        return cls(action=action, comments=_str(d.get("comments", ""), "comments", f, MAX_REASON))
+        queues = tuple(validate_queue_name(_str(q, "queues[]", f, MAX_QUEUE_NAME + 1))
+                       for q in _list(d.get("queues", []), "queues", f, MAX_QUEUES))
+        concurrency = _int(d.get("concurrency", 0), "concurrency", f, 0, MAX_CONCURRENCY)
+        if action == "set_queues" and not queues:
+            raise ProtocolError("command set_queues needs a non-empty 'queues' list")
+        if action == "set_concurrency" and not concurrency:
+            raise ProtocolError("command set_concurrency needs 'concurrency' between 1 and 4096")
+        return cls(action=action, comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
+                   queues=queues, concurrency=concurrency)
 
 
 @dataclass(frozen=True, slots=True)

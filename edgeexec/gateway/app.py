@@ -18,6 +18,7 @@ from edgeexec.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 AGENT_PATH = "/ws/agent"
+CONTROL_PATH = "/ws/control"
 
 
 def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) -> Starlette:
@@ -39,6 +40,9 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
     async def agent_ws(ws: WebSocket) -> None:
         await gateway.serve_agent(ws)
 
+    async def control_ws(ws: WebSocket) -> None:
+        await gateway.control.serve(ws)
+
     async def health(request: Request) -> JSONResponse:
         try:
             await redis_client.ping()
@@ -47,7 +51,8 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
         return JSONResponse({"status": "ok", "gateway": settings.gateway_id, "agents": len(gateway.sessions)})
 
     app = Starlette(
-        routes=[WebSocketRoute(AGENT_PATH, agent_ws), Route("/health", health)],
+        routes=[WebSocketRoute(AGENT_PATH, agent_ws), WebSocketRoute(CONTROL_PATH, control_ws),
+                Route("/health", health)],
         lifespan=lifespan,
     )
     app.state.gateway = gateway

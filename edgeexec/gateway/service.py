@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import protocol as p
 from edgeexec import token_store
+from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.session import AgentSession, close_with_error
 from edgeexec.gateway.store import Assignment, GatewayStore
 from edgeexec.keys import Keys
@@ -59,6 +60,7 @@ class Gateway:
         self.keys = Keys(settings.redis_prefix)
         self.store = GatewayStore(client, self.keys, liveness_s=settings.liveness, job_ttl_s=settings.job_ttl)
         self.sessions: dict[str, AgentSession] = {}
+        self.control = ControlHub(self)
         self._listener: asyncio.Task[None] | None = None
         self.versions = {"edgeexec": __version__, **_airflow_version()}
 
@@ -88,7 +90,7 @@ class Gateway:
             return 403, "token refused: unknown, expired or revoked. Ask an operator for a new one (edgeexec token create)"
         return info
 
-    async def _deny(self, ws: WebSocket, denial: Denial) -> None:
+    async def deny(self, ws: WebSocket, denial: Denial) -> None:
         status, message = denial
         log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
         await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
@@ -98,7 +100,7 @@ class Gateway:
         if not isinstance(who, tuple) and len(self.sessions) >= self.settings.max_agents:
             who = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"
         if isinstance(who, tuple):
-            await self._deny(ws, who)
+            await self.deny(ws, who)
             return
         await ws.accept()
         session: AgentSession | None = None
@@ -154,7 +156,8 @@ class Gateway:
             log.warning("agent %s: %s", hello.name, w)
         await session.send(p.Welcome(session=sid, protocol=p.negotiate(hello.protocols),
                                      heartbeat_interval=self.settings.heartbeat_interval,
-                                     max_frame=self.settings.max_frame_bytes, warnings=warnings))
+                                     max_frame=self.settings.max_frame_bytes, warnings=warnings,
+                                     maintenance=reg.maintenance, comments=reg.comments))
         log.info("agent %s connected (queues=%s, concurrency=%d, session=%s)",
                  hello.name, ",".join(hello.queues), hello.concurrency, sid[:8])
         for job in reg.foreign:
@@ -237,17 +240,21 @@ class Gateway:
     async def _listen(self) -> None:
         channel = self.keys.gateway_channel(self.settings.gateway_id)
         revoked = token_store.revoked_channel(self.keys)
+        status_channel = self.keys.status_channel
         delay = 0.1
         while True:
             try:
                 async with self.client.pubsub(ignore_subscribe_messages=True) as ps:
-                    await ps.subscribe(channel, revoked)
+                    await ps.subscribe(channel, revoked, status_channel)
                     delay = 0.1
                     async for message in ps.listen():
-                        if message["channel"] == revoked:
-                            await self._on_revoked(str(message["data"]))
+                        data = str(message["data"])
+                        if message["channel"] == status_channel:
+                            await self.control.on_status(data)
+                        elif message["channel"] == revoked:
+                            await self._on_revoked(data)
                         else:
-                            await self._on_notice(str(message["data"]))
+                            await self._on_notice(data)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -273,6 +280,10 @@ class Gateway:
         elif kind == "cancel":
             job, _, reason = rest.partition("\t")
             await session.send(p.Cancel(job=job, reason=reason))
+        elif kind == "cmd":
+            frame = p.decode(rest, allowed=frozenset({"command"}))
+            log.info("operator command for agent %s: %s", name, frame)
+            await session.send(frame)
         else:
             log.warning("unknown notice on the gateway channel: %r", data[:80])
 

@@ -35,6 +35,8 @@ class Registration:
     conflict: bool
     foreign: tuple[str, ...] = ()
     claimed: tuple[Assignment, ...] = ()
+    maintenance: bool = False
+    comments: str = ""
 
 
 class GatewayStore:
@@ -59,7 +61,7 @@ class GatewayStore:
         )
         if res[0] == "conflict":
             return Registration(conflict=True)
-        return Registration(False, tuple(res[1]), tuple(assignments(res[2])))
+        return Registration(False, tuple(res[1]), tuple(assignments(res[2])), res[3] == "1", str(res[4]))
 
     async def disconnect(self, name: str, session: str, *, clean: bool, grace_s: float) -> None:
         await self._call("disconnect", name, session, "1" if clean else "0", self.liveness_ms, int(grace_s * 1000))

@@ -10,5 +10,6 @@ if TERMINAL[f[2]] then return 'finished' end
 if f[2] == 'assigned' then
   redis.call('HSET', j, 'state', 'running', 'started', NOW, 'upd', NOW)
   emit(ARGV[4], 'running', '', '')
+  status_changed(ARGV[3])
 end
 return 'ok'

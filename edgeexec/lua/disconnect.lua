@@ -11,6 +11,7 @@ local offline = 'offline'
 if state and string.find(state, 'maintenance') then offline = 'offline maintenance' end
 redis.call('HSET', a, 'connected', '0', 'accepting', '0', 'state', offline, 'seen', NOW, 'gw', '')
 refresh_free(ARGV[3])
+status_changed(ARGV[3])
 if ARGV[5] == '1' and redis.call('SCARD', k('ajobs', ARGV[3])) == 0 then
   redis.call('ZREM', k('hb'), ARGV[3])
 elseif ARGV[5] ~= '1' then

@@ -7,6 +7,8 @@ if agent ~= '' then
   local owner = redis.call('HGET', k('job', id), 'agent')
   if owner and owner ~= agent then return { 'foreign', {} } end
 end
+local holder = redis.call('HGET', k('job', id), 'agent')
 local status = finish(id, ARGV[5], ARGV[6], ARGV[7], num(ARGV[8]))
+if holder and holder ~= '' then status_changed(holder) end
 if agent ~= '' then return { status, claim(agent, num(ARGV[9])) } end
 return { status, {} }

@@ -9,7 +9,8 @@ if redis.call('HGET', a, 'session') ~= ARGV[4] or redis.call('HGET', a, 'connect
   return { 'stale', {}, {} }
 end
 local state = ARGV[5]
-redis.call('HSET', a, 'state', state, 'seen', NOW, 'accepting', ACCEPTING[state] and '1' or '0')
+redis.call('HSET', a, 'state', state, 'seen', NOW, 'accepting', ACCEPTING[state] and '1' or '0',
+  'maintenance', in_maintenance(state) and '1' or '0')
 if ARGV[6] ~= '\0' then redis.call('HSET', a, 'comments', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', a, 'metrics', ARGV[7]) end
 redis.call('ZADD', k('hb'), NOW, name)
@@ -24,4 +25,5 @@ for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
     table.insert(waiting, str(f[3]))
   end
 end
+status_changed(name)
 return { 'ok', claimed, waiting }

@@ -89,6 +89,15 @@ local function release(id)
   return name
 end
 
+-- tell status subscribers (dashboards, `agent status --watch`) that an agent's record changed
+local function status_changed(name)
+  redis.call('PUBLISH', k('status'), name)
+end
+
+local function in_maintenance(state)
+  return state ~= nil and state ~= false and string.find(state, 'maintenance', 1, true) ~= nil
+end
+
 local function notify(name, msg)
   local gw = redis.call('HGET', k('agent', name), 'gw')
   if gw and gw ~= '' then redis.call('PUBLISH', k('gw', gw), msg) end

@@ -10,6 +10,7 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', k('hb'), '-inf', NOW - num(ARG
   if redis.call('HGET', a, 'connected') == '1' then
     redis.call('HSET', a, 'connected', '0', 'accepting', '0', 'state', 'unknown', 'gw', '')
     table.insert(lost, name)
+    status_changed(name)
   end
   refresh_free(name)
   for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do

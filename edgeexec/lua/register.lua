@@ -3,18 +3,27 @@
 -- ARGV: prefix, now, agent, session, gateway, instance, queues_json, concurrency, state, comments,
 --       liveness_ms, reported_json ({id: state}), versions_json, ttl_ms
 -- Keys: agent:{a} agents hb ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q} events:{owner}
--- Returns {'conflict', other_session} or {'ok', {foreign ids}, {claimed id, slots, payload, ...}}.
+-- An agent recorded in maintenance stays in maintenance (and keeps its comments) across restarts:
+-- it takes no work until told otherwise, and the gateway hands the flag back in `welcome`.
+-- Returns {'conflict', other_session} or
+--         {'ok', {foreign ids}, {claimed id, slots, payload, ...}, maintenance '1'|'0', comments}.
 local name, session, instance = ARGV[3], ARGV[4], ARGV[6]
 local a = k('agent', name)
-local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues')
+local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues', 'maintenance', 'comments')
 if cur[1] == '1' and cur[2] ~= instance and NOW - num(cur[3]) < num(ARGV[11]) then
   return { 'conflict', str(cur[4]) }
 end
-local state = ARGV[9]
+local state, comments = ARGV[9], ARGV[10]
+local maintenance = in_maintenance(state) or cur[6] == '1'
+if maintenance and not in_maintenance(state) then
+  state = 'maintenance pending'
+  if comments == '' then comments = str(cur[7]) end
+end
 -- leave the free sets of queues this agent no longer serves
 for _, q in ipairs(cjson.decode(cur[5] or '[]')) do redis.call('ZREM', k('free', q), name) end
 redis.call('HSET', a, 'name', name, 'session', session, 'gw', ARGV[5], 'instance', instance,
-  'queues', ARGV[7], 'conc', ARGV[8], 'state', state, 'comments', ARGV[10], 'connected', '1',
+  'queues', ARGV[7], 'conc', ARGV[8], 'state', state, 'comments', comments, 'connected', '1',
+  'maintenance', maintenance and '1' or '0',
   'accepting', ACCEPTING[state] and '1' or '0', 'seen', NOW, 'versions', ARGV[13], 'since', NOW)
 redis.call('SADD', k('agents'), name)
 redis.call('ZADD', k('hb'), NOW, name)
@@ -53,4 +62,5 @@ local claimed = claim(name, num(ARGV[8]))
 for _, id in ipairs(requeue) do
   if redis.call('HGET', k('job', id), 'state') == 'pending' then place(id) end
 end
-return { 'ok', foreign, claimed }
+status_changed(name)
+return { 'ok', foreign, claimed, maintenance and '1' or '0', comments }

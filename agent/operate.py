@@ -1,0 +1,124 @@
+"""Operator commands of the `agent` CLI: status, maintenance, stop, shutdown, set-queues, set-concurrency.
+
+All go through the gateway's control endpoint with an admin token, so they work the same on the
+agent's host (the agent is named by default after this host, as `agent start` names it) and from
+an operator's machine (`--name NAME`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+
+from agent.control_client import ControlClient
+from agent.render import fleet_table
+
+Record = dict[str, Any]
+
+
+def _in_maintenance(a: Record) -> bool:
+    return a["state"] in ("maintenance mode", "offline maintenance")
+
+
+def _working(a: Record) -> bool:
+    return a["state"] in ("idle", "running")
+
+
+def _gone(a: Record) -> bool:
+    return not a["connected"]
+
+
+WAIT_DONE: dict[str, Callable[[Record], bool]] = {
+    "maintenance_on": _in_maintenance, "maintenance_off": _working, "drain": _gone, "shutdown": _gone,
+}
+
+
+def local_name() -> str:
+    import os
+
+    return os.environ.get("AIRFLOW__EDGEEXEC__NAME") or socket.gethostname()
+
+
+async def status(client: ControlClient, args: argparse.Namespace) -> int:
+    stream = client.stream()
+    first = await anext(stream)
+    agents = {a["name"]: a for a in first["agents"] if not args.name or a["name"] == args.name}
+    if args.name and not agents:
+        print(f"agent: no agent named {args.name!r} is known", file=sys.stderr)
+        return 1
+    if args.json:
+        for a in agents.values():
+            _json({"type": "agent", "agent": a})
+        _json({"type": "queues", "queues": first["queues"]})
+    elif not args.watch:
+        Console(width=None if sys.stdout.isatty() else 200).print(fleet_table(agents.values(), first["queues"]))
+    if args.watch:
+        await _follow(stream, agents, first["queues"], args)
+    return 0
+
+
+def _json(msg: dict[str, Any]) -> None:
+    print(orjson.dumps(msg).decode(), flush=True)
+
+
+async def _follow(stream: AsyncIterator[dict[str, Any]], agents: dict[str, dict[str, Any]],
+                  queues: dict[str, Any], args: argparse.Namespace) -> None:
+    """Apply deltas as they arrive: redraw the table in place, or print one JSON object each."""
+    live = None if args.json else Live(fleet_table(agents.values(), queues), auto_refresh=False)
+    if live:
+        live.start()
+    try:
+        async for msg in stream:
+            if msg.get("type") == "agent" and (not args.name or msg["agent"]["name"] == args.name):
+                agents[msg["agent"]["name"]] = msg["agent"]
+            elif msg.get("type") == "queues":
+                queues = msg["queues"]
+            else:
+                continue
+            if live:
+                live.update(fleet_table(agents.values(), queues), refresh=True)
+            else:
+                _json(msg)
+    finally:
+        if live:
+            live.stop()
+
+
+async def command(client: ControlClient, args: argparse.Namespace, action: str, **fields: Any) -> int:
+    target = "*" if getattr(args, "all", False) else (args.name or local_name())
+    if target == "*" and not args.yes:
+        answer = input(f"{action.replace('_', ' ')} EVERY agent? type 'yes' to confirm: ")
+        if answer.strip().lower() != "yes":
+            print("cancelled", file=sys.stderr)
+            return 1
+    ok, message = await client.command(target, action, **fields)
+    print(message, file=sys.stdout if ok else sys.stderr, flush=True)
+    if not ok:
+        return 1
+    if getattr(args, "wait", False) and target != "*" and "offline" not in message:
+        return await _wait(client, target, action)
+    return 0
+
+
+async def _wait(client: ControlClient, name: str, action: str) -> int:
+    done = WAIT_DONE[action]
+    last = ""
+    async for msg in client.stream():
+        recs = msg.get("agents", []) if msg.get("type") == "snapshot" else [msg.get("agent")]
+        for a in recs:
+            if not a or a["name"] != name:
+                continue
+            line = f"{name}: {a['state']}, {len(a.get('jobs') or [])} job(s) running"
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if done(a):
+                return 0
+    return 1

@@ -1,0 +1,166 @@
+"""The control/status endpoint (`/ws/control`): admin clients watch the fleet and command agents.
+
+Client -> gateway (JSON text frames):
+
+* ``{"type": "subscribe"}`` -> a ``snapshot`` (agents, queues), then ``agent`` and ``queues`` deltas
+  as they change (no polling on either side);
+* ``{"type": "command", "agent": NAME | "*", "action": ..., "comments": ..., "queues": [...],
+  "concurrency": N, "id": any}`` -> one ``result`` frame ``{ok, message, id}``.
+
+A command for an agent connected to another gateway is routed through Redis pub/sub. Maintenance
+for an offline agent is written to its record and takes effect when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from edgeexec import protocol as p
+from edgeexec.gateway import status
+
+if TYPE_CHECKING:
+    from edgeexec.gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+QUEUE_REFRESH_S = 2.0
+SUBPROTOCOL = "edgeexec"
+TOKEN_SUBPROTOCOL = "token."
+OFFLINE_OK = frozenset({"maintenance_on", "maintenance_off"})
+
+
+class ControlHub:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.clients: dict[WebSocket, asyncio.Lock] = {}
+        self._last_queues: dict[str, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def serve(self, ws: WebSocket) -> None:
+        who = await self.gw.authenticate(ws.headers.get("authorization") or _subprotocol_token(ws))
+        if not isinstance(who, tuple) and not who.admin:
+            who = 403, "an admin token is required here: create one with `edgeexec token create --admin`"
+        if isinstance(who, tuple):
+            await self.gw.deny(ws, who)
+            return
+        await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None)
+        self.clients[ws] = asyncio.Lock()
+        try:
+            while True:
+                await self._handle(ws, await ws.receive_text())
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.clients.pop(ws, None)
+
+    async def _handle(self, ws: WebSocket, raw: str) -> None:
+        try:
+            msg = orjson.loads(raw)
+            if not isinstance(msg, dict):
+                raise ValueError("a control frame is a JSON object")
+        except ValueError as exc:
+            await self._send(ws, {"type": "error", "message": f"not a JSON object: {exc}"})
+            return
+        if msg.get("type") == "subscribe":
+            fleet = await status.agents(self.gw.client, self.gw.keys)
+            queues = await status.queues(self.gw.client, self.gw.keys, fleet)
+            await self._send(ws, {"type": "snapshot", "agents": fleet, "queues": queues})
+            self._ensure_queue_loop()
+        elif msg.get("type") == "command":
+            ok, message = await self.command(msg)
+            await self._send(ws, {"type": "result", "ok": ok, "message": message, "id": msg.get("id")})
+        else:
+            await self._send(ws, {"type": "error", "message": "use {\"type\": \"subscribe\"} or {\"type\": \"command\", ...}"})
+
+    # ------------------------------------------------------------------ commands
+
+    async def command(self, msg: dict[str, Any]) -> tuple[bool, str]:
+        try:
+            frame = p.Command.from_dict({**msg, "type": "command"})
+        except p.ProtocolError as exc:
+            return False, str(exc)
+        target = msg.get("agent")
+        if not isinstance(target, str) or not target:
+            return False, "name the agent: \"agent\": NAME, or \"*\" for every agent"
+        members: Any = await self.gw.client.smembers(self.gw.keys.agents) if target == "*" else [target]
+        names: list[str] = sorted(members)
+        results = [await self._command_one(n, frame) for n in names]
+        failed = [m for ok, m in results if not ok]
+        if not names:
+            return False, "no agents are known"
+        return not failed, "; ".join(m for _, m in results)
+
+    async def _command_one(self, name: str, frame: p.Command) -> tuple[bool, str]:
+        key = self.gw.keys.agent(name)
+        values: Any = await self.gw.client.hmget(key, ["connected", "gw"])
+        connected, gw = values
+        if connected is None and gw is None and not await self.gw.client.exists(key):
+            return False, f"no agent named {name!r} is known; see `agent status`"
+        if connected == "1" and gw:
+            await self.gw.client.publish(self.gw.keys.gateway_channel(gw),
+                                         f"cmd\t{name}\t{p.encode(frame).decode()}")
+            return True, f"{frame.action} sent to {name}"
+        if frame.action in OFFLINE_OK:
+            on = frame.action == "maintenance_on"
+            await self.gw.client.hset(key, mapping={"maintenance": "1" if on else "0", "comments": frame.comments,
+                                                    "state": "offline maintenance" if on else "offline"})
+            await self.gw.client.publish(self.gw.keys.status_channel, name)
+            return True, f"{name} is offline: recorded, it applies when the agent reconnects"
+        return False, f"agent {name!r} is offline; {frame.action} needs a connected agent"
+
+    # ------------------------------------------------------------------ status stream
+
+    async def on_status(self, name: str) -> None:
+        if not self.clients:
+            return
+        recs = await status.agents(self.gw.client, self.gw.keys, [name])
+        if recs:
+            await self._broadcast({"type": "agent", "agent": recs[0]})
+
+    def _ensure_queue_loop(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._queue_loop(), name="control-queues")
+
+    async def _queue_loop(self) -> None:
+        while self.clients:
+            try:
+                fleet = await status.agents(self.gw.client, self.gw.keys)
+                queues = await status.queues(self.gw.client, self.gw.keys, fleet)
+                if queues != self._last_queues:
+                    self._last_queues = queues
+                    await self._broadcast({"type": "queues", "queues": queues})
+            except Exception:
+                log.exception("could not refresh queue figures for status clients")
+            await asyncio.sleep(QUEUE_REFRESH_S)
+
+    async def _broadcast(self, msg: dict[str, Any]) -> None:
+        for ws in list(self.clients):
+            await self._send(ws, msg)
+
+    async def _send(self, ws: WebSocket, msg: dict[str, Any]) -> None:
+        lock = self.clients.get(ws)
+        try:
+            if lock is None:
+                await ws.send_text(orjson.dumps(msg).decode())
+                return
+            async with lock:
+                await ws.send_text(orjson.dumps(msg).decode())
+        except Exception as exc:
+            log.debug("dropping status client: %s", exc)
+            self.clients.pop(ws, None)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+
+def _subprotocol_token(ws: WebSocket) -> str | None:
+    """Browsers cannot set headers on a WebSocket: the dashboard offers the subprotocols
+    ``edgeexec`` and ``token.<token>`` (never a query string, which proxies log)."""
+    for proto in ws.scope.get("subprotocols", []):
+        if proto.startswith(TOKEN_SUBPROTOCOL):
+            return f"Bearer {proto[len(TOKEN_SUBPROTOCOL):]}"
+    return None
