@@ -77,7 +77,7 @@ def test_agent_events_become_airflow_states(executor: Any, rclient: redis.Redis,
     _queue(executor, ok, bad)
     executor.heartbeat()
     reg = lua.register("a1", 2)
-    jobs = [reg[2][i] for i in range(0, len(reg[2]), 3)]
+    jobs = [reg[2][i] for i in range(0, len(reg[2]), 4)]
     assert len(jobs) == 2
     for job in jobs:
         lua("accept", "a1", job)

@@ -281,3 +281,38 @@ async def test_health_endpoint_reports_redis(gateway: Gateway) -> None:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{gateway.port}/health", timeout=5) as r:
         assert orjson.loads(r.read())["status"] == "ok"
+
+
+async def test_metrics_scrape_parses_and_reflects_activity(gateway: Gateway, dispatcher: RedisDispatcher) -> None:
+    """/metrics parses as Prometheus text: agents, slots and pending per queue, dispatch latency,
+    frames in/out, auth failures and reconnects all reflect what just happened."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    queue = "metrics-" + uuid.uuid4().hex[:6]
+    name = _name()
+    with pytest.raises(InvalidStatus):
+        async with connect(gateway.url, additional_headers={"Authorization": "Bearer wrong"}):
+            pass
+    async with _connect(gateway) as ws:
+        await _hello(ws, name, queues=(queue,), concurrency=3)
+    async with _connect(gateway) as ws:  # the same agent again: a reconnect
+        agent = await _hello(ws, name, queues=(queue,), concurrency=3)
+        dispatcher.submit([_spec(queue)])
+        await agent.recv_type(p.Run)
+        dispatcher.submit([_spec(queue, slots=5)])  # bigger than the agent: stays pending
+        with urllib.request.urlopen(f"http://127.0.0.1:{gateway.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert samples[("edgeexec_queue_slots_total", (("queue", queue),))] == 3
+    assert samples[("edgeexec_queue_slots_used", (("queue", queue),))] == 1
+    assert samples[("edgeexec_queue_pending_jobs", (("queue", queue),))] == 1
+    assert samples[("edgeexec_agents_connected", ())] >= 1
+    assert samples[("edgeexec_dispatch_latency_seconds_count", ())] >= 1
+    assert samples[("edgeexec_frames_in_total", (("type", "hello"),))] >= 2
+    assert samples[("edgeexec_frames_out_total", (("type", "run"),))] >= 1
+    assert samples[("edgeexec_auth_failures_total", (("status", "403"),))] >= 1
+    assert samples[("edgeexec_agent_reconnects_total", ())] >= 1
+    assert "jwt-secret" not in text

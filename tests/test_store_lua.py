@@ -59,7 +59,7 @@ def lua(rclient: redis.Redis, keys: Keys) -> Lua:
 
 
 def _claimed_ids(flat: list[Any]) -> list[str]:
-    return [flat[i] for i in range(0, len(flat), 3)]
+    return [flat[i] for i in range(0, len(flat), 4)]
 
 
 def test_submit_places_job_on_agent_with_room_and_notifies_its_gateway(lua: Lua) -> None:

@@ -7,9 +7,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -50,9 +51,13 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
             return JSONResponse({"status": "unhealthy", "redis": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", "gateway": settings.gateway_id, "agents": len(gateway.sessions)})
 
+    async def metrics(request: Request) -> Response:
+        body = await gateway.metrics.render(redis_client, gateway.keys, len(gateway.sessions))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     app = Starlette(
         routes=[WebSocketRoute(AGENT_PATH, agent_ws), WebSocketRoute(CONTROL_PATH, control_ws),
-                Route("/health", health)],
+                Route("/health", health), Route("/metrics", metrics)],
         lifespan=lifespan,
     )
     app.state.gateway = gateway

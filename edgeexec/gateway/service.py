@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from edgeexec import protocol as p
 from edgeexec import token_store
 from edgeexec.gateway.control import ControlHub
+from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.gateway.session import AgentSession, close_with_error
 from edgeexec.gateway.store import Assignment, GatewayStore
 from edgeexec.keys import Keys
@@ -61,6 +62,7 @@ class Gateway:
         self.store = GatewayStore(client, self.keys, liveness_s=settings.liveness, job_ttl_s=settings.job_ttl)
         self.sessions: dict[str, AgentSession] = {}
         self.control = ControlHub(self)
+        self.metrics = GatewayMetrics()
         self._listener: asyncio.Task[None] | None = None
         self.versions = {"edgeexec": __version__, **_airflow_version()}
 
@@ -92,6 +94,7 @@ class Gateway:
 
     async def deny(self, ws: WebSocket, denial: Denial) -> None:
         status, message = denial
+        self.metrics.auth_failures.labels(status=str(status)).inc()
         log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
         await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
 
@@ -129,6 +132,7 @@ class Gateway:
         try:
             frame = p.decode(_payload(msg), allowed=frozenset({"hello"}))
             assert isinstance(frame, p.Hello)
+            self.metrics.frames_in.labels(type=frame.TYPE).inc()
             p.negotiate(frame.protocols)
             check_hello(who, frame)
             return frame
@@ -147,7 +151,10 @@ class Gateway:
             await close_with_error(ws, p.CloseCode.NAME_IN_USE, msg)
             return None
         old = self.sessions.get(hello.name)
-        session = AgentSession(ws, hello.name, sid, hello.concurrency, token_id=who.id)
+        session = AgentSession(ws, hello.name, sid, hello.concurrency, token_id=who.id, metrics=self.metrics)
+        self.metrics.sessions.inc()
+        if reg.returning:
+            self.metrics.reconnects.inc()
         self.sessions[hello.name] = session
         if old is not None:
             await old.close(p.CloseCode.SESSION_REPLACED, "a newer session of this agent took over")
@@ -187,6 +194,7 @@ class Gateway:
                 await close_with_error(s.ws, exc.code, str(exc))
                 return
             log.debug("< %s %s", s.name, frame.TYPE)
+            self.metrics.frames_in.labels(type=frame.TYPE).inc()
             if isinstance(frame, p.Bye):
                 s.clean = True
                 return
@@ -234,6 +242,7 @@ class Gateway:
             s.sent.add(a.job)
             if not await s.send(p.Run(job=a.job, workload=a.workload, slots=a.slots)):
                 return
+            self.metrics.dispatched(a.enqueued_ms)
 
     # ------------------------------------------------------------------ pub/sub from schedulers
 

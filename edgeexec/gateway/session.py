@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.protocol import CloseCode, Error, Frame, encode
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ class AgentSession:
     session: str
     concurrency: int
     token_id: str = ""
+    metrics: GatewayMetrics | None = None
     sent: set[str] = field(default_factory=set)
     clean: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -33,6 +35,8 @@ class AgentSession:
             async with self._lock:
                 await self.ws.send_text(encode(frame).decode())
             log.debug("> %s %s", self.name, frame.TYPE)
+            if self.metrics is not None:
+                self.metrics.frames_out.labels(type=frame.TYPE).inc()
             return True
         except Exception as exc:
             log.info("send to agent %s failed (%s); its session is ending", self.name, exc)

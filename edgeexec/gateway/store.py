@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,11 +23,13 @@ class Assignment:
 
     job: str
     slots: int
-    workload: str
+    workload: str = field(repr=False)
+    enqueued_ms: int = 0
 
 
 def assignments(flat: Sequence[Any]) -> list[Assignment]:
-    return [Assignment(str(flat[i]), int(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
+    return [Assignment(str(flat[i]), int(flat[i + 1]), str(flat[i + 2]), int(flat[i + 3] or 0))
+            for i in range(0, len(flat), 4)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class Registration:
     claimed: tuple[Assignment, ...] = ()
     maintenance: bool = False
     comments: str = ""
+    returning: bool = False
 
 
 class GatewayStore:
@@ -61,7 +64,8 @@ class GatewayStore:
         )
         if res[0] == "conflict":
             return Registration(conflict=True)
-        return Registration(False, tuple(res[1]), tuple(assignments(res[2])), res[3] == "1", str(res[4]))
+        return Registration(False, tuple(res[1]), tuple(assignments(res[2])), res[3] == "1", str(res[4]),
+                            res[5] == "1")
 
     async def disconnect(self, name: str, session: str, *, clean: bool, grace_s: float) -> None:
         await self._call("disconnect", name, session, "1" if clean else "0", self.liveness_ms, int(grace_s * 1000))
@@ -90,11 +94,11 @@ class GatewayStore:
     async def assigned_workload(self, name: str, job: str) -> Assignment | None:
         """The workload of a job assigned to ``name`` and not yet started, or None."""
         values: list[Any] = await self.client.hmget(
-            self.keys.job(job), ["agent", "state", "slots", "payload"])
-        agent, state, slots, payload = values
+            self.keys.job(job), ["agent", "state", "slots", "payload", "enq"])
+        agent, state, slots, payload, enq = values
         if agent != name or state != JobState.ASSIGNED.value or not payload:
             return None
-        return Assignment(job, int(slots), payload)
+        return Assignment(job, int(slots), payload, int(enq or 0))
 
     async def append_log(self, job: str, offset: int, data: str) -> None:
         """Keep a bounded copy of a job's log, idempotent by character offset."""

@@ -1,7 +1,7 @@
 -- heartbeat: liveness, metrics and the agent's own state; refills its free slots.
 -- ARGV: prefix, now, agent, session, state, comments ('\0' = unchanged), metrics_json ('' = unchanged)
 -- Keys: agent:{a} hb free:{q} (+ claim's keys)
--- Returns {status, {claimed id, slots, payload, ...}, {assigned-but-unstarted id, slots, payload, ...}};
+-- Returns {status, {claimed id, slots, payload, enq_ms, ...}, {assigned-but-unstarted id, slots, payload, enq_ms, ...}};
 -- the last list lets a gateway resend a 'run' whose pub/sub notice it missed.
 local name = ARGV[3]
 local a = k('agent', name)
@@ -18,11 +18,12 @@ refresh_free(name)
 local claimed = claim(name, num(redis.call('HGET', a, 'conc')))
 local waiting = {}
 for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
-  local f = redis.call('HMGET', k('job', id), 'state', 'slots', 'payload')
+  local f = redis.call('HMGET', k('job', id), 'state', 'slots', 'payload', 'enq')
   if f[1] == 'assigned' then
     table.insert(waiting, id)
     table.insert(waiting, num(f[2]))
     table.insert(waiting, str(f[3]))
+    table.insert(waiting, str(f[4]))
   end
 end
 status_changed(name)

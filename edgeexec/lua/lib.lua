@@ -136,21 +136,23 @@ local function best_pending(queues, free)
   return id, num(bz)
 end
 
--- fill an agent's free slots with the best pending jobs; returns {id, slots, payload, ...}
+-- fill an agent's free slots with the best pending jobs; returns {id, slots, payload, enq_ms, ...}
 local function claim(name, max)
   local f = redis.call('HMGET', k('agent', name), 'conc', 'used', 'connected', 'accepting', 'queues')
   if f[3] ~= '1' or f[4] ~= '1' then return {} end
   local free = num(f[1]) - num(f[2])
   local queues = cjson.decode(f[5] or '[]')
   local out = {}
-  while free > 0 and #out < 3 * max do
+  while free > 0 and #out < 4 * max do
     local id, s = best_pending(queues, free)
     if id == nil then break end
     assign(id, name)
     free = free - s
     table.insert(out, id)
     table.insert(out, s)
-    table.insert(out, str(redis.call('HGET', k('job', id), 'payload')))
+    local f2 = redis.call('HMGET', k('job', id), 'payload', 'enq')
+    table.insert(out, str(f2[1]))
+    table.insert(out, str(f2[2]))
   end
   refresh_free(name)
   return out

@@ -6,7 +6,8 @@
 -- An agent recorded in maintenance stays in maintenance (and keeps its comments) across restarts:
 -- it takes no work until told otherwise, and the gateway hands the flag back in `welcome`.
 -- Returns {'conflict', other_session} or
---         {'ok', {foreign ids}, {claimed id, slots, payload, ...}, maintenance '1'|'0', comments}.
+--         {'ok', {foreign ids}, {claimed id, slots, payload, enq_ms, ...}, maintenance '1'|'0', comments,
+--          returning '1'|'0' (the agent had a session before)}.
 local name, session, instance = ARGV[3], ARGV[4], ARGV[6]
 local a = k('agent', name)
 local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues', 'maintenance', 'comments')
@@ -63,4 +64,4 @@ for _, id in ipairs(requeue) do
   if redis.call('HGET', k('job', id), 'state') == 'pending' then place(id) end
 end
 status_changed(name)
-return { 'ok', foreign, claimed, maintenance and '1' or '0', comments }
+return { 'ok', foreign, claimed, maintenance and '1' or '0', comments, cur[4] and '1' or '0' }
