@@ -15,7 +15,7 @@ def _connection(conn_id: str) -> Any | None:
         from airflow.models.connection import Connection
 
         return Connection.get_connection_from_secrets(conn_id)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and friends: use boto3's chain
         log.info("no Airflow connection %r (%s); using boto3's default credential chain", conn_id, exc)
         return None
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure the servers the tests and the demo start privately are installed:
-# redis-server (state store) and PostgreSQL (the e2e suite's second metadata DB).
+# redis-server (state store), PostgreSQL (the e2e suite's second metadata DB), and Chromium with
+# its driver (the dashboard is tested in a real headless browser).
 # Installs the Debian packages when run as root; otherwise says what to install.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

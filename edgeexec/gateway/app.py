@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib import resources
 
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,6 +19,12 @@ from edgeexec.gateway.service import Gateway
 from edgeexec.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                               "connect-src 'self' ws: wss:",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 AGENT_PATH = "/ws/agent"
 CONTROL_PATH = "/ws/control"
 
@@ -47,9 +54,13 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
     async def health(request: Request) -> JSONResponse:
         try:
             await redis_client.ping()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Redis failure means unhealthy
             return JSONResponse({"status": "unhealthy", "redis": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", "gateway": settings.gateway_id, "agents": len(gateway.sessions)})
+
+    async def dashboard(request: Request) -> Response:
+        page = (resources.files("edgeexec.gateway") / "static" / "dashboard.html").read_bytes()
+        return Response(page, media_type="text/html", headers=SECURITY_HEADERS)
 
     async def metrics(request: Request) -> Response:
         body = await gateway.metrics.render(redis_client, gateway.keys, len(gateway.sessions))
@@ -57,7 +68,8 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
 
     app = Starlette(
         routes=[WebSocketRoute(AGENT_PATH, agent_ws), WebSocketRoute(CONTROL_PATH, control_ws),
-                Route("/health", health), Route("/metrics", metrics)],
+                Route("/health", health), Route("/metrics", metrics), Route("/", dashboard),
+                Route("/dashboard", dashboard)],
         lifespan=lifespan,
     )
     app.state.gateway = gateway

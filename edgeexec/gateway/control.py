@@ -150,7 +150,7 @@ class ControlHub:
                 return
             async with lock:
                 await ws.send_text(orjson.dumps(msg).decode())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a gone client is simply dropped
             log.debug("dropping status client: %s", exc)
             self.clients.pop(ws, None)
             with contextlib.suppress(Exception):

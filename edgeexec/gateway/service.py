@@ -311,5 +311,5 @@ def _airflow_version() -> dict[str, str]:
         from importlib.metadata import version
 
         return {"airflow": version("apache-airflow-core")}
-    except Exception:
+    except Exception:  # noqa: BLE001 - a gateway does not need Airflow installed
         return {}

@@ -38,7 +38,7 @@ class AgentSession:
             if self.metrics is not None:
                 self.metrics.frames_out.labels(type=frame.TYPE).inc()
             return True
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any socket failure ends the session the same way
             log.info("send to agent %s failed (%s); its session is ending", self.name, exc)
             return False
 
@@ -55,5 +55,5 @@ async def close_with_error(ws: WebSocket, code: int, message: str) -> None:
             retry = code in (CloseCode.GOING_AWAY, CloseCode.NAME_IN_USE, CloseCode.HELLO_TIMEOUT)
             await ws.send_text(encode(Error(code=code, message=message, retry=retry)).decode())
         await ws.close(code=code, reason=message.encode()[:MAX_CLOSE_REASON].decode(errors="ignore"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the peer may already be gone; nothing left to tell it
         log.debug("closing a session failed: %s", exc)

@@ -35,7 +35,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: flo
         try:
             if check():
                 return
-        except Exception:
+        except Exception:  # noqa: BLE001 - not ready yet; retried until the timeout
             pass
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -187,7 +187,7 @@ class LocalStack:
         try:
             self.api("GET", f"/dags/{dag_id}")
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - 404 until the dag-processor has parsed it
             return False
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
