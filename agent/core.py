@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from agent import metrics, states
 from agent.errors import FatalConnectError, RunnerError
+from agent.logtail import LogTailer, default_log_folder
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
 from agent.runner import Runner
 from agent.settings import AgentSettings
@@ -64,6 +65,7 @@ class Agent:
         self._stopped = asyncio.Event()
         self._drained_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.logs = LogTailer(settings.log_folder or default_log_folder())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Fire-and-forget from sync callbacks (signals, process exits), keeping a reference."""
@@ -169,6 +171,7 @@ class Agent:
         for report in list(self.finished.values()):
             await self._send(report)
         beat = asyncio.create_task(self._heartbeats(ws))
+        tail = asyncio.create_task(self._stream_logs())
         try:
             await self._check_drained()
             async for raw in ws:
@@ -177,6 +180,7 @@ class Agent:
             pass
         finally:
             beat.cancel()
+            tail.cancel()
             self.ws = None
         code = ws.close_code
         if close_code_is_fatal(code):
@@ -205,6 +209,13 @@ class Agent:
             frame = p.Heartbeat(used=self.used, metrics=metrics.snapshot(), state=self.state)
             await self._send(frame)
             await asyncio.sleep(self.heartbeat_interval)
+
+    async def _stream_logs(self) -> None:
+        while True:
+            await asyncio.sleep(self.s.log_interval)
+            for job in list(self.running):
+                for chunk in self.logs.chunks(job):
+                    await self._send(chunk)
 
     # ------------------------------------------------------------------ frames from the gateway
 
@@ -236,6 +247,7 @@ class Agent:
             self.finished[frame.job] = p.StateReport(frame.job, p.JobState.FAILED, None, str(exc))
             await self._send(self.finished[frame.job])
             return
+        self.logs.watch(frame.job, frame.workload)
         log.info("job %s started (pid %d, %d slot(s))", frame.job, pid, frame.slots)
         await self._send(p.Accepted(job=frame.job))
 
@@ -275,6 +287,8 @@ class Agent:
         self._spawn(self._after_exit(report))
 
     async def _after_exit(self, report: p.StateReport) -> None:
+        for chunk in self.logs.chunks(report.job, final=True):
+            await self._send(chunk)
         await self._send(report)
         await self._check_drained()
 

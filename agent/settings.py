@@ -28,6 +28,10 @@ class AgentSettings:
     kill_grace: float = field(default=30.0, metadata=doc("Seconds between SIGTERM and SIGKILL of a job."))
     max_backoff: float = field(default=30.0, metadata=doc("Upper bound of the reconnect delay, seconds."))
     ca_file: str = field(default="", metadata=doc("CA bundle to verify a wss:// gateway."))
+    log_folder: str = field(
+        default="", metadata=doc("Where task logs are written; empty = Airflow's [logging] base_log_folder.")
+    )
+    log_interval: float = field(default=1.0, metadata=doc("Seconds between log chunks streamed to the gateway."))
 
     def __post_init__(self) -> None:
         try:

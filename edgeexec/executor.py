@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import redis
 from airflow.configuration import conf
 from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads.types import state_class_for_key
@@ -209,6 +210,30 @@ class EdgeExecutor(DispatchExecutor):
             self.settings.redis_url, self.settings.redis_prefix,
             liveness_s=self.settings.liveness, job_ttl_s=self.settings.job_ttl,
         )
+
+    def get_task_log(self, ti: TaskInstance, try_number: int) -> tuple[list[str], list[str]]:
+        """A running task's log as its agent streamed it, for Airflow's UI and REST API.
+
+        The API server calls this on an executor it builds itself (``start()`` is not called), so
+        the Redis connection is made here. Returning a source also stops Airflow from asking a
+        worker log server, which agents do not run.
+        """
+        from edgeexec.keys import Keys
+
+        settings = ExecutorSettings.load(airflow_lookup(SECTION))
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+        keys = Keys(settings.redis_prefix)
+        try:
+            job: Any = client.get(keys.ref(task_ref(ti.id, try_number)))
+            text: Any = client.get(keys.log(str(job))) if job else None
+            agent: Any = client.hget(keys.job(str(job)), "agent") if job else None
+        except redis.RedisError as exc:
+            return [f"edgeexec: could not read the live log from Redis: {exc}"], []
+        finally:
+            client.close()
+        if not text:
+            return [], []
+        return [f"edgeexec: live log streamed by agent {agent} (job {job})"], [str(text)]
 
     def handle_orphans(self, orphans: Sequence[Orphan]) -> None:
         """Fail a lost agent's task only once its own Airflow heartbeat is stale too.

@@ -19,6 +19,7 @@ which keeps keys unambiguous even though names may contain ``:``.
 | {p}:hb                       | zset    | agent -> last heartbeat (ms); the reaper's index         | reaper removes |
 | {p}:events:{owner}           | stream  | job state changes for the scheduler that owns the jobs   | MAXLEN ~100k, trimmed by reader |
 | {p}:gw:{gateway}             | channel | run/cancel/cmd notices for one gateway's agents          | pub/sub |
+| {p}:log:{job}                 | string  | the job's task log as streamed by its agent (<= 1 MiB)   | job_ttl |
 | {p}:status                   | channel | names of agents whose record changed (status stream)     | pub/sub |
 | {p}:token:{id}, {p}:tokens   | hash/set| per-agent and admin tokens (digest only)                 | TTL when --expires |
 | {p}:revoked                  | channel | ids of revoked tokens (gateways drop their sessions)     | pub/sub |
@@ -73,6 +74,9 @@ class Keys:
 
     def gateway_channel(self, gateway: str) -> str:
         return f"{self.prefix}:gw:{gateway}"
+
+    def log(self, job_id: str) -> str:
+        return f"{self.prefix}:log:{job_id}"
 
     @property
     def status_channel(self) -> str:

@@ -101,12 +101,14 @@ class GatewayStore:
         return Assignment(job, int(slots), payload, int(enq or 0))
 
     async def append_log(self, job: str, offset: int, data: str) -> None:
-        """Keep a bounded copy of a job's log, idempotent by character offset."""
-        key = f"{self.keys.prefix}:log:{job}"
+        """Keep a bounded copy of a job's log; ``offset`` is the byte offset in the agent's log file,
+        so a chunk resent after a reconnect is not stored twice."""
+        key = self.keys.log(job)
+        raw = data.encode()
         have = await self.client.strlen(key)
-        if offset + len(data) <= have or have >= LOG_CAP:
+        if offset > have or offset + len(raw) <= have or have >= LOG_CAP:
             return
         pipe = self.client.pipeline(transaction=False)
-        pipe.append(key, data[max(0, have - offset):])
-        pipe.expire(key, self.ttl_ms // 1000)
+        pipe.append(key, raw[have - offset:])
+        pipe.pexpire(key, self.ttl_ms)
         await pipe.execute()

@@ -144,6 +144,8 @@ class LocalStack:
         for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__EDGEEXEC__SHARED_SECRET"):
             env.pop(key, None)
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "sqlite:////nonexistent/agents-have-no-database.db"
+        # their own disk, as on a remote host: Airflow sees their logs only as streamed through the gateway
+        env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(self.home / "agent-logs")
         return env
 
     def start_agent(self, spec: AgentSpec, *extra: str) -> Proc:
@@ -201,6 +203,12 @@ class LocalStack:
         wait_for(lambda: self.run_state(dag_id, run_id) in ("success", "failed"), timeout,
                  f"run {run_id} of {dag_id} to finish", 1.0)
         return self.run_state(dag_id, run_id)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The task's log as Airflow's REST API serves it (JSON text of the structured lines)."""
+        body = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+                               "?full_content=true")
+        return orjson.dumps(body).decode()
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")[

@@ -94,7 +94,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     try:
         stack.start()
         stack.wait_for_dags(["e2e_features", "e2e_other_queue", "e2e_retry", "e2e_pool_slots", "e2e_long", "e2e_drain",
-                               "e2e_deadline_callback", "e2e_batch"])
+                               "e2e_deadline_callback", "e2e_batch", "e2e_live_log"])
         stack.api("POST", "/variables", {"key": "e2e_variable", "value": "variable-value"})
         stack.api("POST", "/connections", {"connection_id": "e2e_connection", "conn_type": "postgres",
                                            "host": "example.internal", "port": 5432})

@@ -191,3 +191,19 @@ def test_batch_executor_runs_tasks_as_batch_jobs(e2e: E2E) -> None:
     env = {e["name"]: e["value"] for e in overrides["container"]["environment"]}
     assert env["E2E_OVERRIDE"] == "from-executor-config" and env["AIRFLOW_IS_EXECUTOR_CONTAINER"] == "true"
     assert overrides["tags"] == {"deployment": "e2e", "e2e_tag": "yes"}
+
+
+def test_running_task_log_is_served_by_airflow_without_a_shared_volume(e2e: E2E) -> None:
+    """Agents write logs to their own disk; Airflow's REST API shows a running task's log, streamed
+    by the agent through the gateway into Redis and served by EdgeExecutor.get_task_log."""
+    marker = uuid.uuid4().hex
+    run_id = e2e.stack.trigger("e2e_live_log", {"marker": marker, "sleep": 15})
+    wait_for(lambda: e2e.stack.api("GET", f"/dags/e2e_live_log/dagRuns/{run_id}/taskInstances/chatty")["state"]
+             == "running", 120, "the task to run")
+    wait_for(lambda: marker in e2e.stack.task_log("e2e_live_log", run_id, "chatty"), 30,
+             "the live log line in Airflow's REST API")
+    ti = e2e.stack.api("GET", f"/dags/e2e_live_log/dagRuns/{run_id}/taskInstances/chatty")
+    assert ti["state"] == "running", "the log was read while the task was still running"
+    assert "live log streamed by agent agent-main" in e2e.stack.task_log("e2e_live_log", run_id, "chatty")
+    assert not list((e2e.stack.home / "logs").rglob("*e2e_live_log*")), "the api-server had a local copy"
+    assert e2e.stack.wait_for_run("e2e_live_log", run_id) == "success"

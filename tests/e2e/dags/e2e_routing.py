@@ -54,6 +54,17 @@ with DAG("e2e_long", schedule=None, start_date=START, catchup=False, params={"ma
     long_running()
 
 
+with DAG("e2e_live_log", schedule=None, start_date=START, catchup=False, params={"marker": "", "sleep": 10}):
+
+    @task
+    def chatty(**context: object) -> None:
+        params = context["params"]
+        print(f"live log marker {params['marker']}", flush=True)  # type: ignore[index]
+        time.sleep(float(params["sleep"]))  # type: ignore[index]
+
+    chatty()
+
+
 with DAG("e2e_drain", schedule=None, start_date=START, catchup=False, params={"marker": "", "sleep": 5}):
 
     @task(queue="drain")
