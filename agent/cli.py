@@ -94,17 +94,24 @@ def _operate(args: argparse.Namespace) -> int:
     from agent import operate
     from agent.control_client import ControlClient
     from agent.errors import FatalConnectError
+    from agent.local_control import LocalControlClient, socket_path
 
     url = args.url or os.environ.get("AIRFLOW__EDGEEXEC__URL")
     token = args.token or os.environ.get("AIRFLOW__EDGEEXEC__ADMIN_TOKEN")
-    if not url or not token:
+    local = socket_path(operate.local_name())
+    # on the agent's own host, without --name, talk to the local agent (no token needed); queue and
+    # concurrency changes re-register the agent and so go through the gateway
+    use_local = (not getattr(args, "name", None) and not getattr(args, "all", False) and local.exists()
+                 and args.command not in ("set-queues", "set-concurrency") and not (args.command == "status" and token))
+    if not use_local and (not url or not token):
         print("agent: name the gateway (--url or AIRFLOW__EDGEEXEC__URL) and an admin token "
               "(--token or AIRFLOW__EDGEEXEC__ADMIN_TOKEN; create one with `edgeexec token create --admin`)",
               file=sys.stderr)
         return 2
 
     async def go() -> int:
-        async with ControlClient(url, token) as client:
+        client_cm: Any = LocalControlClient(local) if use_local else ControlClient(str(url), str(token))
+        async with client_cm as client:
             if args.command == "status":
                 return await operate.status(client, args)
             if args.command == "maintenance":

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from agent import metrics, states
 from agent.errors import FatalConnectError, RunnerError
+from agent.local_control import LocalControlServer
 from agent.logtail import LogTailer, default_log_folder
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
 from agent.runner import Runner
@@ -87,6 +88,21 @@ class Agent:
     def state(self) -> str:
         return states.derive(has_jobs=bool(self.running), draining=self.draining, maintenance=self.maintenance)
 
+    def record(self) -> dict[str, Any]:
+        """This agent as the status stream shows agents (for the local control socket)."""
+        return {"name": self.s.name, "state": self.state, "connected": self.ws is not None,
+                "queues": list(self.queues), "concurrency": self.concurrency, "used": self.used,
+                "metrics": metrics.snapshot(), "comments": self.comments, "maintenance": self.maintenance,
+                "jobs": [{"job": j, "ref": "", "state": "running"} for j in self.running]}
+
+    def operator(self, action: str, comments: str) -> None:
+        """A command from the local control socket; the gateway hears of it as a status frame."""
+        if action in ("maintenance_on", "maintenance_off"):
+            self.maintenance, self.comments = action == "maintenance_on", comments
+            self._spawn(self._send(p.AgentStatus(state=self.state, comments=self.comments)))
+        else:
+            self.drain(action == "shutdown")
+
     def _done(self) -> bool:
         if self._stopped.is_set():
             return True
@@ -106,6 +122,14 @@ class Agent:
         loop.add_signal_handler(signal.SIGTERM, self.drain, True)
         self.runner = Runner(loop, self._job_exited, self.s.execution_api_url)
         await loop.run_in_executor(None, self.runner.warm)
+        local = LocalControlServer(self, self.s.name)
+        await local.start()
+        try:
+            return await self._serve()
+        finally:
+            await local.stop()
+
+    async def _serve(self) -> int:
         log.info("agent %s ready: queues=%s concurrency=%d gateway=%s",
                  self.s.name, ",".join(self.queues), self.concurrency, self.s.url)
         attempt = 0
@@ -259,17 +283,13 @@ class Agent:
 
     async def _command(self, frame: p.Command) -> None:
         log.info("operator command: %s%s", frame.action, f" ({frame.comments})" if frame.comments else "")
-        if frame.action in ("maintenance_on", "maintenance_off"):
-            self.maintenance = frame.action == "maintenance_on"
-            self.comments = frame.comments
-            await self._send(p.AgentStatus(state=self.state, comments=self.comments))
-        elif frame.action in ("set_queues", "set_concurrency"):
+        if frame.action in ("set_queues", "set_concurrency"):
             self.queues = frame.queues or self.queues
             self.concurrency = frame.concurrency or self.concurrency
             if self.ws is not None:  # a new hello registers the new queues/concurrency
                 await self.ws.close(1000, "re-registering with new queues/concurrency")
         else:
-            self.drain(frame.action == "shutdown")
+            self.operator(frame.action, frame.comments)
 
     # ------------------------------------------------------------------ jobs and drain
 

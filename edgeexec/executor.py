@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis
 from airflow.configuration import conf
 from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads.types import state_class_for_key
@@ -218,22 +217,9 @@ class EdgeExecutor(DispatchExecutor):
         the Redis connection is made here. Returning a source also stops Airflow from asking a
         worker log server, which agents do not run.
         """
-        from edgeexec.keys import Keys
+        from edgeexec import task_logs
 
-        settings = ExecutorSettings.load(airflow_lookup(SECTION))
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
-        keys = Keys(settings.redis_prefix)
-        try:
-            job: Any = client.get(keys.ref(task_ref(ti.id, try_number)))
-            text: Any = client.get(keys.log(str(job))) if job else None
-            agent: Any = client.hget(keys.job(str(job)), "agent") if job else None
-        except redis.RedisError as exc:
-            return [f"edgeexec: could not read the live log from Redis: {exc}"], []
-        finally:
-            client.close()
-        if not text:
-            return [], []
-        return [f"edgeexec: live log streamed by agent {agent} (job {job})"], [str(text)]
+        return task_logs.read(ti.id, try_number)
 
     def handle_orphans(self, orphans: Sequence[Orphan]) -> None:
         """Fail a lost agent's task only once its own Airflow heartbeat is stale too.

@@ -49,6 +49,9 @@ class GatewaySettings:
     max_agents: int = field(default=20000, metadata=doc("Agent sessions per gateway; more get HTTP 503."))
     job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
     gateway_id: str = field(default_factory=_gateway_id, metadata=doc("Name of this gateway in Redis."))
+    mount_gateway: bool = field(
+        default=False, metadata=doc("Also serve the gateway inside Airflow's API server at /edgeexec.")
+    )
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:

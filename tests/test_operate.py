@@ -174,3 +174,30 @@ def test_no_token_in_status_output_or_logs(fleet: Fleet) -> None:
     assert "eex_" not in out
     for log in fleet.tmp.glob("*.log"):
         assert "eex_" not in log.read_text(), log
+
+
+def test_local_commands_on_the_agents_host_need_no_token(fleet: Fleet) -> None:
+    """On the agent's host (same user), status / maintenance / stop reach the local agent over its
+    owner-only control socket, without a gateway URL or admin token."""
+    from agent.local_control import socket_path
+
+    name = f"lc-{uuid.uuid4().hex[:6]}"
+    proc = fleet.start_agent(name)
+    wait_for(lambda: socket_path(name).exists(), 30, "the local control socket")
+    assert oct(socket_path(name).stat().st_mode & 0o777) == "0o600"
+    env = {"PATH": f"{BIN}:{os.environ.get('PATH', '')}", "AIRFLOW__EDGEEXEC__NAME": name}
+
+    def local(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "agent"), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    out = local("status", "--json")
+    assert out.returncode == 0, out.stderr
+    assert orjson.loads(out.stdout.splitlines()[0])["agent"]["state"] == "idle"
+    out = local("maintenance", "on", "--comments", "local check", "--wait")
+    assert out.returncode == 0 and "maintenance mode" in out.stdout, out.stderr
+    wait_for(lambda: fleet.record(name).get("maintenance") == "1", 10, "the fleet record to follow")
+    assert local("maintenance", "off", "--wait").returncode == 0
+    out = local("stop", "--wait")
+    assert out.returncode == 0, out.stderr
+    assert proc.popen.wait(30) == 0
+    assert not socket_path(name).exists(), "the socket is removed when the agent exits"

@@ -42,6 +42,7 @@ class ControlHub:
         self._task: asyncio.Task[None] | None = None
 
     async def serve(self, ws: WebSocket) -> None:
+        await self.gw.start()
         who = await self.gw.authenticate(ws.headers.get("authorization") or _subprotocol_token(ws))
         if not isinstance(who, tuple) and not who.admin:
             who = 403, "an admin token is required here: create one with `edgeexec token create --admin`"

@@ -69,7 +69,9 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="gateway-pubsub")
+        """Idempotent: also called lazily, because a mounted sub-app's lifespan never runs."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="gateway-pubsub")
 
     async def stop(self) -> None:
         if self._listener:
@@ -96,9 +98,13 @@ class Gateway:
         status, message = denial
         self.metrics.auth_failures.labels(status=str(status)).inc()
         log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
-        await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+        else:  # a server without the denial extension answers a close-before-accept with HTTP 403
+            await ws.close(code=1008, reason=message[:120])
 
     async def serve_agent(self, ws: WebSocket) -> None:
+        await self.start()
         who = await self.authenticate(ws.headers.get("authorization"))
         if not isinstance(who, tuple) and len(self.sessions) >= self.settings.max_agents:
             who = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"

@@ -74,6 +74,8 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__CORE__PARALLELISM": "32",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__EDGEEXEC__MOUNT_GATEWAY": "true",  # the API server also serves a gateway at /edgeexec
+        "AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "edgeexec.logging_config.LOGGING_CONFIG",
         "AIRFLOW_CONN_AWS_DEFAULT": batch_endpoint.connection_json(),
         "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": batch_endpoint.queue,
         "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "airflow-task",
@@ -94,7 +96,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     try:
         stack.start()
         stack.wait_for_dags(["e2e_features", "e2e_other_queue", "e2e_retry", "e2e_pool_slots", "e2e_long", "e2e_drain",
-                               "e2e_deadline_callback", "e2e_batch", "e2e_live_log"])
+                               "e2e_deadline_callback", "e2e_batch", "e2e_live_log", "e2e_via_api_server"])
         stack.api("POST", "/variables", {"key": "e2e_variable", "value": "variable-value"})
         stack.api("POST", "/connections", {"connection_id": "e2e_connection", "conn_type": "postgres",
                                            "host": "example.internal", "port": 5432})

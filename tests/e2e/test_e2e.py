@@ -204,6 +204,35 @@ def test_running_task_log_is_served_by_airflow_without_a_shared_volume(e2e: E2E)
              "the live log line in Airflow's REST API")
     ti = e2e.stack.api("GET", f"/dags/e2e_live_log/dagRuns/{run_id}/taskInstances/chatty")
     assert ti["state"] == "running", "the log was read while the task was still running"
-    assert "live log streamed by agent agent-main" in e2e.stack.task_log("e2e_live_log", run_id, "chatty")
+    assert "log streamed by agent agent-main" in e2e.stack.task_log("e2e_live_log", run_id, "chatty")
     assert not list((e2e.stack.home / "logs").rglob("*e2e_live_log*")), "the api-server had a local copy"
     assert e2e.stack.wait_for_run("e2e_live_log", run_id) == "success"
+    finished = e2e.stack.task_log("e2e_live_log", run_id, "chatty")
+    assert marker in finished and "log streamed by agent agent-main" in finished, "the finished task's log"
+
+
+def test_gateway_mounted_in_the_airflow_api_server(e2e: E2E) -> None:
+    """With mount_gateway on, agents can connect to Airflow's own API server instead of a separate gateway."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{e2e.stack.api_url}/edgeexec/health", timeout=10) as r:
+        assert r.status == 200
+    url = f"ws://127.0.0.1:{e2e.stack.api_port}/edgeexec/ws/agent"
+    agent = e2e.stack.start_agent(AgentSpec("agent-viaapi", ("viaapi",), 1), "--url", url)
+    try:
+        run_id, state = e2e.run("e2e_via_api_server")
+        assert state == "success"
+        (ti,) = e2e.task_instances("e2e_via_api_server", run_id)
+        assert e2e.job_of(ti.id, ti.try_number)["agent"] == "agent-viaapi"
+        assert e2e.redis.hget(e2e.keys.agent("agent-viaapi"), "gw") != e2e.redis.hget(
+            e2e.keys.agent("agent-main"), "gw"), "the agent is held by the mounted gateway"
+    finally:
+        agent.stop()
+
+
+def test_no_workload_jwt_in_gateway_or_agent_logs(e2e: E2E) -> None:
+    """After every test above, no Execution-API JWT (they start with 'eyJ') is in an edgeexec log."""
+    logs = [p for p in e2e.stack.home.glob("*.log") if p.name.startswith(("gateway", "agent-"))]
+    assert logs
+    for path in logs:
+        assert "eyJ" not in path.read_text(errors="replace"), f"a JWT in {path.name}"

@@ -20,6 +20,15 @@ with DAG("e2e_other_queue", schedule=None, start_date=START, catchup=False):
     on_other_agent()
 
 
+with DAG("e2e_via_api_server", schedule=None, start_date=START, catchup=False):
+
+    @task(queue="viaapi")
+    def through_the_api_server() -> str:
+        return "dispatched by the gateway mounted in Airflow's API server"
+
+    through_the_api_server()
+
+
 with DAG("e2e_retry", schedule=None, start_date=START, catchup=False):
 
     @task(retries=1, retry_delay=datetime.timedelta(seconds=1))

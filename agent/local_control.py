@@ -1,0 +1,147 @@
+"""The agent's local control socket: operator commands on the agent's own host, no token needed.
+
+A Unix socket (mode 0600, so only the agent's user can use it) at
+``$XDG_RUNTIME_DIR/edgeexec-agent-<name>.sock`` (or the system temp dir). One JSON request per
+connection, answered with JSON lines in the same shapes as the gateway's control endpoint, so the
+CLI renders both alike:
+
+* ``{"action": "status", "watch": bool}`` -> ``snapshot`` then (with watch) ``agent`` on each change;
+* ``{"action": "maintenance_on" | "maintenance_off" | "drain" | "shutdown", "comments": str}`` ->
+  one ``result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import orjson
+
+log = logging.getLogger(__name__)
+WATCH_INTERVAL = 0.5
+ACTIONS = frozenset({"maintenance_on", "maintenance_off", "drain", "shutdown"})
+
+
+def socket_path(name: str) -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"edgeexec-agent-{name}.sock"
+
+
+class Controllable(Protocol):
+    """What the socket needs from the agent (agent.core.Agent)."""
+
+    def record(self) -> dict[str, Any]: ...
+
+    def operator(self, action: str, comments: str) -> None: ...
+
+
+class LocalControlServer:
+    def __init__(self, agent: Controllable, name: str) -> None:
+        self.agent, self.path = agent, socket_path(name)
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by an agent that was killed; a live one would hold the name anyway
+        old = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        finally:
+            os.umask(old)
+        log.info("local control socket at %s", self.path)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            req = orjson.loads(await reader.readline())
+            if not isinstance(req, dict):
+                raise ValueError("a request is a JSON object")
+            await self._request(req, writer)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            await _write(writer, {"type": "result", "ok": False, "message": f"bad request: {exc}"})
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(ConnectionError):
+                writer.close()
+
+    async def _request(self, req: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        action = req.get("action")
+        if action == "status":
+            await self._status(writer, bool(req.get("watch")))
+        elif action in ACTIONS:
+            self.agent.operator(str(action), str(req.get("comments", "")))
+            await _write(writer, {"type": "result", "ok": True, "message": f"{action} applied to the local agent"})
+        else:
+            await _write(writer, {"type": "result", "ok": False,
+                                  "message": f"unknown action {action!r}; use status or one of {sorted(ACTIONS)}"})
+
+    async def _status(self, writer: asyncio.StreamWriter, watch: bool) -> None:
+        last = self.agent.record()
+        await _write(writer, {"type": "snapshot", "agents": [last], "queues": {}})
+        while watch:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = self.agent.record()
+            if _changed(last, now):
+                await _write(writer, {"type": "agent", "agent": now})
+                last = now
+
+
+def _changed(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("state", "queues", "concurrency", "used", "jobs", "comments", "connected")
+    return any(a.get(k) != b.get(k) for k in keys)
+
+
+async def _write(writer: asyncio.StreamWriter, msg: dict[str, Any]) -> None:
+    writer.write(orjson.dumps(msg) + b"\n")
+    await writer.drain()
+
+
+class LocalControlClient:
+    """Same interface as agent.control_client.ControlClient, over the local socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def __aenter__(self) -> LocalControlClient:
+        return self
+
+    async def __aexit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType] | Any) -> None:
+        return None
+
+    async def _open(self, req: dict[str, Any]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_unix_connection(str(self.path))
+        await _write(writer, req)
+        return reader, writer
+
+    async def command(self, agent: str, action: str, **fields: Any) -> tuple[bool, str]:
+        reader, writer = await self._open({"action": action, **fields})
+        msg = orjson.loads(await reader.readline())
+        writer.close()
+        return bool(msg["ok"]), str(msg["message"])
+
+    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+        reader, writer = await self._open({"action": "status", "watch": True})
+        name = ""
+        try:
+            while line := await reader.readline():
+                msg = orjson.loads(line)
+                name = name or (msg.get("agents") or [{}])[0].get("name", "")
+                yield msg
+            # the socket closed: the agent process has exited
+            yield {"type": "agent", "agent": {"name": name, "state": "offline", "connected": False, "queues": [],
+                                              "concurrency": 0, "used": 0, "jobs": [], "metrics": {}}}
+        finally:
+            writer.close()

@@ -1,0 +1,53 @@
+"""Task logs as agents streamed them, read from Redis for Airflow's log reader.
+
+Two entry points feed Airflow: ``EdgeExecutor.get_task_log`` for running tasks, and
+``EdgeexecTaskLogIO`` (a RemoteLogIO, enabled by ``[logging] logging_config_class =
+edgeexec.logging_config.LOGGING_CONFIG`` on the API server) for finished ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from edgeexec.config import airflow_lookup
+from edgeexec.jobs import task_ref
+from edgeexec.keys import Keys
+from edgeexec.settings import SECTION, ExecutorSettings
+
+LogResponse = tuple[list[str], list[str]]
+
+
+def read(ti_id: Any, try_number: int) -> LogResponse:
+    """(sources, [log text]) for one try, or ([], []) if no agent streamed it."""
+    settings = ExecutorSettings.load(airflow_lookup(SECTION))
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    keys = Keys(settings.redis_prefix)
+    try:
+        job: Any = client.get(keys.ref(task_ref(ti_id, try_number)))
+        text: Any = client.get(keys.log(str(job))) if job else None
+        agent: Any = client.hget(keys.job(str(job)), "agent") if job else None
+    except redis.RedisError as exc:
+        return [f"edgeexec: could not read the task log from Redis: {exc}"], []
+    finally:
+        client.close()
+    if not text:
+        return [], []
+    return [f"edgeexec: log streamed by agent {agent} (job {job})"], [str(text)]
+
+
+class EdgeexecTaskLogIO:
+    """Airflow RemoteLogIO serving finished tasks' logs from Redis (agents upload nothing themselves:
+    they already streamed the log through the gateway while the task ran)."""
+
+    processors: tuple[Any, ...] = ()
+
+    def upload(self, path: Any, ti: Any = None) -> None:
+        return None
+
+    def read(self, relative_path: str, ti: Any) -> LogResponse:
+        if str(getattr(ti, "state", "")) == "running":
+            return [], []  # EdgeExecutor.get_task_log serves running tasks
+        ti_id = getattr(ti, "task_instance_id", None) or ti.id
+        return read(ti_id, int(ti.try_number))
