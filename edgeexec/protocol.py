@@ -140,6 +140,12 @@ def _list(value: Any, name: str, frame: str, max_items: int) -> list[Any]:
     return value
 
 
+def _job_and_reason(d: Mapping[str, Any], frame: str) -> dict[str, str]:
+    """The fields of every frame that names a job and says why."""
+    return {"job": _str(_req(d, "job", frame), "job", frame, 128),
+            "reason": _str(d.get("reason", ""), "reason", frame, MAX_REASON)}
+
+
 def validate_agent_name(name: str) -> str:
     """Agent names become Redis keys and log fields, so keep them to a host-name-like alphabet."""
     if not name or len(name) > MAX_AGENT_NAME or not _AGENT_NAME_RE.match(name):
@@ -326,8 +332,7 @@ class Rejected:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rejected:
-        f = "rejected"
-        return cls(job=_str(_req(d, "job", f), "job", f, 128), reason=_str(d.get("reason", ""), "reason", f, MAX_REASON))
+        return cls(**_job_and_reason(d, "rejected"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,8 +418,7 @@ class Cancel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Cancel:
-        f = "cancel"
-        return cls(job=_str(_req(d, "job", f), "job", f, 128), reason=_str(d.get("reason", ""), "reason", f, MAX_REASON))
+        return cls(**_job_and_reason(d, "cancel"))
 
 
 @dataclass(frozen=True, slots=True)

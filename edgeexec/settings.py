@@ -25,33 +25,18 @@ def _gateway_id() -> str:
 
 
 @dataclass(frozen=True)
-class GatewaySettings:
-    host: str = field(default="127.0.0.1", metadata=doc("Address the gateway listens on."))
-    port: int = field(default=8765, metadata=doc("TCP port the gateway listens on."))
+class StoreSettings:
+    """What gateways and schedulers must agree on: where the state is, and when an agent is lost."""
+
     redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc("Redis holding all edgeexec state."))
     redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=doc("Prefix of every Redis key."))
-    shared_secret: str = field(
-        default="", metadata=doc("Development only: one secret for every agent and admin (see allow_shared_secret).")
-    )
-    allow_shared_secret: bool = field(
-        default=False, metadata=doc("Insecure/dev: accept shared_secret besides per-agent tokens (`edgeexec token`).")
-    )
     heartbeat_interval: float = field(
         default=DEFAULT_HEARTBEAT_INTERVAL, metadata=doc("Seconds between agent heartbeats (sent in welcome).")
     )
     liveness_timeout: float = field(
         default=0.0, metadata=doc("Seconds of silence before an agent is lost; 0 = 3 x heartbeat_interval.")
     )
-    hello_timeout: float = field(default=10.0, metadata=doc("Seconds an agent has to send hello."))
-    max_frame_bytes: int = field(
-        default=DEFAULT_MAX_FRAME, metadata=doc("Largest frame accepted; bigger ones close with 1009.")
-    )
-    max_agents: int = field(default=20000, metadata=doc("Agent sessions per gateway; more get HTTP 503."))
     job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
-    gateway_id: str = field(default_factory=_gateway_id, metadata=doc("Name of this gateway in Redis."))
-    mount_gateway: bool = field(
-        default=False, metadata=doc("Also serve the gateway inside Airflow's API server at /edgeexec.")
-    )
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:
@@ -60,6 +45,27 @@ class GatewaySettings:
     @property
     def liveness(self) -> float:
         return self.liveness_timeout or 3 * self.heartbeat_interval
+
+
+@dataclass(frozen=True)
+class GatewaySettings(StoreSettings):
+    host: str = field(default="127.0.0.1", metadata=doc("Address the gateway listens on."))
+    port: int = field(default=8765, metadata=doc("TCP port the gateway listens on."))
+    shared_secret: str = field(
+        default="", metadata=doc("Development only: one secret for every agent and admin (see allow_shared_secret).")
+    )
+    allow_shared_secret: bool = field(
+        default=False, metadata=doc("Insecure/dev: accept shared_secret besides per-agent tokens (`edgeexec token`).")
+    )
+    hello_timeout: float = field(default=10.0, metadata=doc("Seconds an agent has to send hello."))
+    max_frame_bytes: int = field(
+        default=DEFAULT_MAX_FRAME, metadata=doc("Largest frame accepted; bigger ones close with 1009.")
+    )
+    max_agents: int = field(default=20000, metadata=doc("Agent sessions per gateway; more get HTTP 503."))
+    gateway_id: str = field(default_factory=_gateway_id, metadata=doc("Name of this gateway in Redis."))
+    mount_gateway: bool = field(
+        default=False, metadata=doc("Also serve the gateway inside Airflow's API server at /edgeexec.")
+    )
 
     @classmethod
     def load(cls, lookup: Lookup | None = None, **overrides: Any) -> GatewaySettings:
@@ -81,25 +87,12 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
-class ExecutorSettings:
-    redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc("Redis holding all edgeexec state."))
-    redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=doc("Prefix of every Redis key."))
-    heartbeat_interval: float = field(
-        default=DEFAULT_HEARTBEAT_INTERVAL, metadata=doc("Agent heartbeat interval the gateways use.")
-    )
-    liveness_timeout: float = field(
-        default=0.0, metadata=doc("Seconds of silence before an agent is lost; 0 = 3 x heartbeat_interval.")
-    )
+class ExecutorSettings(StoreSettings):
     sweep_interval: float = field(default=1.0, metadata=doc("Seconds between dead-agent sweeps."))
     task_stale_after: float = field(
         default=0.0,
         metadata=doc("A lost agent's task is failed once its Airflow heartbeat is this old; 0 = liveness."),
     )
-    job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
-
-    @property
-    def liveness(self) -> float:
-        return self.liveness_timeout or 3 * self.heartbeat_interval
 
     @property
     def stale_after(self) -> float:
