@@ -25,6 +25,7 @@ def main(command: str, home: str | None) -> int:
     stack = LocalStack(StackConfig(home=Path(home or ".demo"), dags_folder=dags,
                                    agents=(AgentSpec("demo-agent", ("default",), 8),)))
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even if our parent ignored SIGINT
     print(f"starting Redis, Airflow (SQLite), a gateway and an agent in {stack.home} ...", flush=True)
     try:
         stack.start()
