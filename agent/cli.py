@@ -40,6 +40,7 @@ def parser() -> argparse.ArgumentParser:
 def _operator(sp: argparse.ArgumentParser, *, name: bool = True) -> argparse.ArgumentParser:
     sp.add_argument("--url", help="gateway URL (default: AIRFLOW__EDGEEXEC__URL)")
     sp.add_argument("--token", help="admin token (prefer AIRFLOW__EDGEEXEC__ADMIN_TOKEN)")
+    sp.add_argument("--ca-file", help="CA bundle to verify a wss:// gateway (default: AIRFLOW__EDGEEXEC__CA_FILE)")
     if name:
         sp.add_argument("--name", help="the agent (default: this host's agent)")
     return sp
@@ -110,7 +111,8 @@ def _operate(args: argparse.Namespace) -> int:
         return 2
 
     async def go() -> int:
-        client_cm: Any = LocalControlClient(local) if use_local else ControlClient(str(url), str(token))
+        ca_file = args.ca_file or os.environ.get("AIRFLOW__EDGEEXEC__CA_FILE", "")
+        client_cm: Any = LocalControlClient(local) if use_local else ControlClient(str(url), str(token), ca_file)
         async with client_cm as client:
             if args.command == "status":
                 return await operate.status(client, args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -25,15 +26,16 @@ def control_url(url: str) -> str:
 
 
 class ControlClient:
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, ca_file: str = "") -> None:
         self.url, self.token = control_url(url), token
+        self.ssl = ssl.create_default_context(cafile=ca_file or None) if self.url.startswith("wss://") else None
         self.ws: ClientConnection | None = None
         self._ids = itertools.count(1)
 
     async def __aenter__(self) -> ControlClient:
         try:
             self.ws = await connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"},
-                                    max_size=None, open_timeout=15)
+                                    max_size=None, open_timeout=15, ssl=self.ssl)
         except InvalidStatus as exc:
             body = exc.response.body.decode(errors="replace") if exc.response.body else ""
             raise FatalConnectError(f"{self.url} refused: HTTP {exc.response.status_code} {body}") from None

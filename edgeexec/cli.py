@@ -21,6 +21,8 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--shared-secret", help="prefer AIRFLOW__EDGEEXEC__SHARED_SECRET: flags show in ps")
     gw.add_argument("--heartbeat-interval", type=float)
     gw.add_argument("--max-frame-bytes", type=int)
+    gw.add_argument("--ssl-certfile", help="PEM certificate: serve wss:// (agents verify it, e.g. --ca-file)")
+    gw.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
     gw.add_argument("--log-level")
     tok = sub.add_parser("token", help="per-agent and admin tokens")
     tsub = tok.add_subparsers(dest="token_command", required=True)
@@ -67,9 +69,10 @@ def _gateway(args: argparse.Namespace) -> int:
     settings = GatewaySettings.load(
         host=args.host, port=args.port, redis_url=args.redis_url, redis_prefix=args.redis_prefix,
         shared_secret=args.shared_secret, heartbeat_interval=args.heartbeat_interval,
-        max_frame_bytes=args.max_frame_bytes,
+        max_frame_bytes=args.max_frame_bytes, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
     )
     settings.require_secret()
+    settings.require_tls_pair()
     serve(settings)
     return 0
 

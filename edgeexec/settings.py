@@ -62,6 +62,8 @@ class GatewaySettings(StoreSettings):
         default=DEFAULT_MAX_FRAME, metadata=doc("Largest frame accepted; bigger ones close with 1009.")
     )
     max_agents: int = field(default=20000, metadata=doc("Agent sessions per gateway; more get HTTP 503."))
+    ssl_certfile: str = field(default="", metadata=doc("PEM certificate (chain): serve wss:// and https://."))
+    ssl_keyfile: str = field(default="", metadata=doc("PEM private key of ssl_certfile."))
     gateway_id: str = field(default_factory=_gateway_id, metadata=doc("Name of this gateway in Redis."))
     mount_gateway: bool = field(
         default=False, metadata=doc("Also serve the gateway inside Airflow's API server at /edgeexec.")
@@ -70,6 +72,11 @@ class GatewaySettings(StoreSettings):
     @classmethod
     def load(cls, lookup: Lookup | None = None, **overrides: Any) -> GatewaySettings:
         return build(cls, SECTION, lookup or env_lookup(SECTION), overrides)
+
+    def require_tls_pair(self) -> None:
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("TLS needs both ssl_certfile and ssl_keyfile (AIRFLOW__EDGEEXEC__SSL_CERTFILE / "
+                              "AIRFLOW__EDGEEXEC__SSL_KEYFILE, or --ssl-certfile / --ssl-keyfile)")
 
     def require_secret(self) -> None:
         """The shared secret is a development convenience that must be switched on explicitly."""

@@ -21,6 +21,8 @@ def uvicorn_config(settings: GatewaySettings, **extra: object) -> uvicorn.Config
         lifespan="on",
         log_level="info",
         access_log=False,
+        ssl_certfile=settings.ssl_certfile or None,
+        ssl_keyfile=settings.ssl_keyfile or None,
         **extra,  # type: ignore[arg-type]
     )
 
