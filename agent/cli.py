@@ -112,7 +112,8 @@ def _operate(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         ca_file = args.ca_file or os.environ.get("AIRFLOW__EDGEEXEC__CA_FILE", "")
-        client_cm: Any = LocalControlClient(local) if use_local else ControlClient(str(url), str(token), ca_file)
+        client_cm: Any = (LocalControlClient(local, operate.local_name()) if use_local
+                          else ControlClient(str(url), str(token), ca_file))
         async with client_cm as client:
             if args.command == "status":
                 return await operate.status(client, args)
@@ -133,7 +134,8 @@ def _operate(args: argparse.Namespace) -> int:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
     except (OSError, ConnectionError) as exc:
-        print(f"agent: cannot reach the gateway at {url}: {exc}", file=sys.stderr)
+        where = f"the local agent at {local}" if use_local else f"the gateway at {url}"
+        print(f"agent: cannot reach {where}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

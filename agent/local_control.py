@@ -112,8 +112,8 @@ async def _write(writer: asyncio.StreamWriter, msg: dict[str, Any]) -> None:
 class LocalControlClient:
     """Same interface as agent.control_client.ControlClient, over the local socket."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
 
     async def __aenter__(self) -> LocalControlClient:
         return self
@@ -133,15 +133,18 @@ class LocalControlClient:
         return bool(msg["ok"]), str(msg["message"])
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
-        reader, writer = await self._open({"action": "status", "watch": True})
-        name = ""
+        try:
+            reader, writer = await self._open({"action": "status", "watch": True})
+        except (FileNotFoundError, ConnectionRefusedError):
+            yield self._exited()  # the agent exited (and removed its socket) before we could watch it
+            return
         try:
             while line := await reader.readline():
-                msg = orjson.loads(line)
-                name = name or (msg.get("agents") or [{}])[0].get("name", "")
-                yield msg
-            # the socket closed: the agent process has exited
-            yield {"type": "agent", "agent": {"name": name, "state": "offline", "connected": False, "queues": [],
-                                              "concurrency": 0, "used": 0, "jobs": [], "metrics": {}}}
+                yield orjson.loads(line)
+            yield self._exited()  # the socket closed: the agent process has exited
         finally:
             writer.close()
+
+    def _exited(self) -> dict[str, Any]:
+        return {"type": "agent", "agent": {"name": self.name, "state": "offline", "connected": False, "queues": [],
+                                           "concurrency": 0, "used": 0, "jobs": [], "metrics": {}}}
