@@ -56,10 +56,6 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
     def make_dispatcher(self) -> Dispatcher:
         raise TypeError(f"{type(self).__name__} must define make_dispatcher()")
 
-    def prepare(self, workload: Any, spec: JobSpec) -> JobSpec:
-        """Hook to enrich a spec before submission (Batch reads executor_config here)."""
-        return spec
-
     def handle_orphans(self, orphans: Sequence[Orphan]) -> None:
         """Decide about running jobs whose worker went silent; default: fail them."""
         for o in orphans:
@@ -84,7 +80,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         for workload in workload_items:
             key = workload.key
             self.queued_tasks.pop(key, None) or self.queued_callbacks.pop(key, None)
-            spec = self.prepare(workload, spec_for(workload, self.default_queue))
+            spec = spec_for(workload, self.default_queue)
             specs.append(spec)
             self._track(key, spec)
         try:

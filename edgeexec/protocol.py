@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from edgeexec.errors import PeerError
+
 PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
 MAX_QUEUE_NAME = 256
 MAX_AGENT_NAME = 253
@@ -83,7 +85,7 @@ ACCEPTING_STATES = frozenset({"idle", "running"})
 """Agent states in which the gateway hands out new jobs; every other state stops dispatch."""
 
 
-class ProtocolError(ValueError):
+class ProtocolError(PeerError, ValueError):
     """The peer sent a frame we cannot accept; ``str()`` says what was wrong and what to do."""
 
     def __init__(self, message: str, code: CloseCode = CloseCode.MALFORMED) -> None:

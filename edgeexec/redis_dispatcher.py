@@ -144,9 +144,3 @@ class RedisDispatcher:
 
     def stop(self, *, terminate: bool) -> None:
         self.client.close()
-
-    # ------------------------------------------------------------------ helpers for the executor
-
-    def job_state(self, job_id: str) -> str | None:
-        state: Any = self.client.hget(self.keys.job(job_id), "state")
-        return None if state is None else str(state)

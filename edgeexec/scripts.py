@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 
 SCRIPT_NAMES = (
-    "submit", "claim", "accept", "reject", "finish", "heartbeat", "register", "disconnect",
+    "submit", "accept", "reject", "finish", "heartbeat", "register", "disconnect",
     "reap", "cancel", "adopt",
 )
 

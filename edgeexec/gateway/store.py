@@ -76,9 +76,6 @@ class GatewayStore:
                                orjson.dumps(metrics).decode() if metrics is not None else "")
         return res[0] == "ok", assignments(res[1]), assignments(res[2])
 
-    async def claim(self, name: str, max_jobs: int) -> list[Assignment]:
-        return assignments(await self._call("claim", name, max_jobs))
-
     async def accept(self, name: str, job: str) -> str:
         return str(await self._call("accept", name, job))
 

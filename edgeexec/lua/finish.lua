@@ -1,6 +1,6 @@
 -- finish: a job reached a terminal state; release its slots and refill the agent.
 -- ARGV: prefix, now, agent ('' = any: executor-side fail/cancel), id, state, reason, exit, ttl_ms, max_jobs
--- Keys: job:{id} ref:{ref} agent:{a} ajobs:{a} free:{q} events:{owner} (+ claim's keys)
+-- Keys: job:{id} ref:{ref} agent:{a} ajobs:{a} free:{q} events:{owner} (+ those of claim() in lib.lua)
 -- Returns {status, {id, slots, payload, enq_ms, ...}} where status is ok|duplicate|unknown|foreign.
 local agent, id = ARGV[3], ARGV[4]
 if agent ~= '' then

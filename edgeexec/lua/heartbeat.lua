@@ -1,6 +1,6 @@
 -- heartbeat: liveness, metrics and the agent's own state; refills its free slots.
 -- ARGV: prefix, now, agent, session, state, comments ('\0' = unchanged), metrics_json ('' = unchanged)
--- Keys: agent:{a} hb free:{q} (+ claim's keys)
+-- Keys: agent:{a} hb free:{q} (+ those of claim() in lib.lua)
 -- Returns {status, {claimed id, slots, payload, enq_ms, ...}, {assigned-but-unstarted id, slots, payload, enq_ms, ...}};
 -- the last list lets a gateway resend a 'run' whose pub/sub notice it missed.
 local name = ARGV[3]

@@ -7,7 +7,6 @@ local f = redis.call('HMGET', k('job', id), 'agent', 'state')
 if f[1] ~= ARGV[3] or f[2] ~= 'assigned' then return 'ignored' end
 redis.call('HSET', k('agent', ARGV[3]), 'accepting', '0')
 release(id)
-refresh_free(ARGV[3])
 enqueue(id)
 place(id)
 return 'ok'
