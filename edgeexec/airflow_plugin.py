@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
 log = logging.getLogger(__name__)
@@ -19,13 +18,14 @@ URL_PREFIX = "/edgeexec"
 
 
 def _apps() -> list[dict[str, Any]]:
-    if not conf.getboolean("edgeexec", "mount_gateway", fallback=False):
-        return []
     from edgeexec.config import airflow_lookup
-    from edgeexec.gateway.app import create_app
     from edgeexec.settings import GatewaySettings
 
     settings = GatewaySettings.load(airflow_lookup("edgeexec"))
+    if not settings.mount_gateway:
+        return []
+    from edgeexec.gateway.app import create_app
+
     log.info("mounting the edgeexec gateway at %s", URL_PREFIX)
     return [{"app": create_app(settings), "url_prefix": URL_PREFIX, "name": "edgeexec gateway"}]
 
