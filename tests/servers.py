@@ -64,3 +64,15 @@ class PostgresServer:
         if self.proc:
             self.proc.stop(sig=signal.SIGINT)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_gateway(redis_url: str, prefix: str, log: Path, *flags: str,
+                  env: dict[str, str] | None = None) -> tuple[int, Proc]:
+    """An `edgeexec gateway` process on a free loopback port, ready to accept; the caller stops it."""
+    from edgeexec.localstack.processes import BIN
+
+    port = free_port()
+    proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(port), "--redis-url", redis_url,
+                 "--redis-prefix", prefix, *flags], env={"PATH": str(BIN), **(env or {})}, log=log)
+    wait_for(lambda: port_open(port), 30, f"the gateway on port {port} (log: {log})")
+    return port, proc

@@ -18,8 +18,8 @@ from websockets.asyncio.client import connect
 from edgeexec import protocol as p
 from edgeexec import token_store
 from edgeexec.keys import Keys
-from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
 from edgeexec.redis_dispatcher import RedisDispatcher
+from tests.servers import start_gateway
 from tests.test_gateway import RawAgent, _hello, _spec
 
 
@@ -35,11 +35,7 @@ def site(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     admin, _ = token_store.create(client, keys, agent="", queues=(), admin=True, ttl_s=None)
     agent = f"edge-{uuid.uuid4().hex[:6]}"
     agent_token, _ = token_store.create(client, keys, agent=agent, queues=("dash",), admin=False, ttl_s=None)
-    port = free_port()
-    proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(port), "--redis-url", redis_server.url,
-                 "--redis-prefix", keys.prefix], env={"PATH": str(BIN)},
-                log=Path(tmp_path_factory.mktemp("dash")) / "gateway.log")
-    wait_for(lambda: port_open(port), 30, "gateway")
+    port, proc = start_gateway(redis_server.url, keys.prefix, Path(tmp_path_factory.mktemp("dash")) / "gateway.log")
     yield Site(port, keys, admin, agent_token, agent)
     proc.stop()
 

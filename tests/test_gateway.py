@@ -17,8 +17,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from edgeexec import protocol as p
 from edgeexec.jobs import JobSpec
 from edgeexec.keys import Keys
-from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
+from edgeexec.localstack.processes import Proc, free_port, wait_for
 from edgeexec.redis_dispatcher import RedisDispatcher
+from tests.servers import start_gateway
 
 SECRET = "test-secret-" + uuid.uuid4().hex
 HEARTBEAT = 1.0
@@ -39,11 +40,8 @@ def gateway(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     keys = Keys(f"gw{uuid.uuid4().hex[:8]}")
     log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
     env = {"AIRFLOW__EDGEEXEC__SHARED_SECRET": SECRET, "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET": "true",
-           "AIRFLOW__EDGEEXEC__HELLO_TIMEOUT": "1",
-           "AIRFLOW__EDGEEXEC__MAX_FRAME_BYTES": "65536", "PATH": str(BIN)}
-    proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(port), "--redis-url", redis_server.url,
-                 "--redis-prefix", keys.prefix, "--heartbeat-interval", str(HEARTBEAT)], env=env, log=log)
-    wait_for(lambda: port_open(port), 30, "gateway")
+           "AIRFLOW__EDGEEXEC__HELLO_TIMEOUT": "1", "AIRFLOW__EDGEEXEC__MAX_FRAME_BYTES": "65536"}
+    port, proc = start_gateway(redis_server.url, keys.prefix, log, "--heartbeat-interval", str(HEARTBEAT), env=env)
     yield Gateway(port, keys, proc)
     proc.stop()
     assert not proc.alive()

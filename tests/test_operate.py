@@ -16,7 +16,8 @@ import redis
 
 from edgeexec import token_store
 from edgeexec.keys import Keys
-from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
+from edgeexec.localstack.processes import BIN, Proc, wait_for
+from tests.servers import start_gateway
 
 
 class Fleet:
@@ -26,12 +27,9 @@ class Fleet:
         self.tmp, self.redis_url = tmp, redis_url
         self.keys = Keys(f"op{uuid.uuid4().hex[:8]}")
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
-        self.port = free_port()
+        self.port, self.gateway = start_gateway(redis_url, self.keys.prefix, tmp / "gateway.log",
+                                                "--heartbeat-interval", "1")
         self.url = f"ws://127.0.0.1:{self.port}/ws/agent"
-        self.gateway = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(self.port), "--redis-url", redis_url,
-                             "--redis-prefix", self.keys.prefix, "--heartbeat-interval", "1"],
-                            env={"PATH": str(BIN)}, log=tmp / "gateway.log")
-        wait_for(lambda: port_open(self.port), 30, "gateway")
         self.admin, _ = token_store.create(self.client, self.keys, agent="", queues=(), admin=True, ttl_s=None)
         self.agents: dict[str, Proc] = {}
 

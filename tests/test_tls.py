@@ -22,7 +22,8 @@ from cryptography.x509.oid import NameOID
 
 from edgeexec import token_store
 from edgeexec.keys import Keys
-from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
+from edgeexec.localstack.processes import BIN, Proc, wait_for
+from tests.servers import start_gateway
 
 
 def _cert(subject: str, issuer_key: Any, issuer: x509.Name | None, key: Any, *, ca: bool) -> x509.Certificate:
@@ -48,12 +49,10 @@ class TLSGateway:
         self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                     serialization.NoEncryption()))
-        self.tmp, self.keys, self.port = tmp, Keys(f"tls{uuid.uuid4().hex[:8]}"), free_port()
+        self.tmp, self.keys = tmp, Keys(f"tls{uuid.uuid4().hex[:8]}")
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
-        self.proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(self.port), "--redis-url", redis_url,
-                          "--redis-prefix", self.keys.prefix, "--ssl-certfile", str(self.cert_file),
-                          "--ssl-keyfile", str(self.key_file)], env={"PATH": str(BIN)}, log=tmp / "gateway.log")
-        wait_for(lambda: port_open(self.port), 30, "the TLS gateway")
+        self.port, self.proc = start_gateway(redis_url, self.keys.prefix, tmp / "gateway.log", "--ssl-certfile",
+                                             str(self.cert_file), "--ssl-keyfile", str(self.key_file))
 
     def agent(self, name: str, *extra: str) -> Proc:
         token, _ = token_store.create(self.client, self.keys, agent=name, queues=("q",), admin=False, ttl_s=None)

@@ -18,7 +18,8 @@ from websockets.exceptions import InvalidStatus
 from edgeexec import protocol as p
 from edgeexec import tokens
 from edgeexec.keys import Keys
-from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
+from edgeexec.localstack.processes import BIN
+from tests.servers import start_gateway
 from tests.test_gateway import Gateway, _closed_with, _hello
 
 # ---------------------------------------------------------------------------- pure
@@ -44,12 +45,9 @@ def test_token_format_and_digest() -> None:
 @pytest.fixture(scope="module")
 def tgw(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A production-style gateway: tokens only, no shared secret."""
-    port = free_port()
     keys = Keys(f"tk{uuid.uuid4().hex[:8]}")
     log = Path(tmp_path_factory.mktemp("tgw")) / "gateway.log"
-    proc = Proc([str(BIN / "edgeexec"), "gateway", "--port", str(port), "--redis-url", redis_server.url,
-                 "--redis-prefix", keys.prefix, "--log-level", "debug"], env={"PATH": str(BIN)}, log=log)
-    wait_for(lambda: port_open(port), 30, "gateway")
+    port, proc = start_gateway(redis_server.url, keys.prefix, log, "--log-level", "debug")
     yield Gateway(port, keys, proc)
     proc.stop()
 
