@@ -19,6 +19,7 @@ from edgeexec.errors import StoreUnavailable
 from edgeexec.jobs import JobEvent, JobSpec, Orphan
 from edgeexec.keys import Keys
 from edgeexec.protocol import JobState
+from edgeexec.redis_url import connect
 
 log = logging.getLogger(__name__)
 EVENT_BATCH = 1000
@@ -74,7 +75,7 @@ class RedisDispatcher:
 
     @classmethod
     def from_url(cls, url: str, prefix: str, **kwargs: Any) -> RedisDispatcher:
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        client = connect(url, decode_responses=True, health_check_interval=30)
         return cls(client, Keys(prefix), **kwargs)
 
     def _call(self, name: str, *args: Any, client: Any = None) -> Any:

@@ -28,7 +28,8 @@ def _gateway_id() -> str:
 class StoreSettings:
     """What gateways and schedulers must agree on: where the state is, and when an agent is lost."""
 
-    redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc("Redis holding all edgeexec state."))
+    redis_url: str = field(default=DEFAULT_REDIS_URL, metadata=doc(
+        "Redis holding all edgeexec state: redis://, rediss:// or redis+sentinel://h1:26379,h2:26379/service[/db]."))
     redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=doc("Prefix of every Redis key."))
     heartbeat_interval: float = field(
         default=DEFAULT_HEARTBEAT_INTERVAL, metadata=doc("Seconds between agent heartbeats (sent in welcome).")

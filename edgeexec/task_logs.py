@@ -14,6 +14,7 @@ import redis
 from edgeexec.config import airflow_lookup
 from edgeexec.jobs import task_ref
 from edgeexec.keys import Keys
+from edgeexec.redis_url import connect
 from edgeexec.settings import SECTION, ExecutorSettings
 
 LogResponse = tuple[list[str], list[str]]
@@ -22,7 +23,7 @@ LogResponse = tuple[list[str], list[str]]
 def read(ti_id: Any, try_number: int) -> LogResponse:
     """(sources, [log text]) for one try, or ([], []) if no agent streamed it."""
     settings = ExecutorSettings.load(airflow_lookup(SECTION))
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    client = connect(settings.redis_url, decode_responses=True, socket_timeout=5)
     keys = Keys(settings.redis_prefix)
     try:
         job: Any = client.get(keys.ref(task_ref(ti_id, try_number)))

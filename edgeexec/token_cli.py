@@ -13,6 +13,7 @@ from edgeexec import token_store
 from edgeexec.errors import ConfigError
 from edgeexec.keys import Keys
 from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
+from edgeexec.redis_url import connect
 from edgeexec.settings import GatewaySettings
 from edgeexec.tokens import TokenInfo, parse_duration
 
@@ -48,7 +49,7 @@ def _create(client: redis.Redis, keys: Keys, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     settings = GatewaySettings.load(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = connect(settings.redis_url, decode_responses=True)
     keys = Keys(settings.redis_prefix)
     if args.token_command == "create":
         return _create(client, keys, args)

@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from edgeexec.gateway.service import Gateway
+from edgeexec.redis_url import connect_async, redact
 from edgeexec.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,13 @@ CONTROL_PATH = "/ws/control"
 def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) -> Starlette:
     """A gateway app; ``client`` defaults to one built from ``settings.redis_url``."""
     settings.require_secret()
-    redis_client = client or aioredis.Redis.from_url(
-        settings.redis_url, decode_responses=True, health_check_interval=30)
+    redis_client = client or connect_async(settings.redis_url, decode_responses=True, health_check_interval=30)
     gateway = Gateway(settings, redis_client)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
-        log.info("gateway %s ready (redis %s)", settings.gateway_id, _redact(settings.redis_url))
+        log.info("gateway %s ready (redis %s)", settings.gateway_id, redact(settings.redis_url))
         try:
             yield
         finally:
@@ -74,11 +74,3 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
     )
     app.state.gateway = gateway
     return app
-
-
-def _redact(url: str) -> str:
-    """Redis URLs may carry a password; never log it."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return scheme + sep + rest

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -122,6 +123,13 @@ class Gateway:
                 await self._receive_loop(session)
         except WebSocketDisconnect:
             pass
+        except redis.RedisError as exc:
+            # Nothing is lost: the agent keeps its jobs and unacked results and resends them in
+            # the hello of its next session, which reconciles against Redis once it is back.
+            log.warning("Redis failed while serving agent %s: %s; closing its session with 1013",
+                        session.name if session else "(before hello)", exc)
+            await close_with_error(ws, p.CloseCode.TRY_AGAIN_LATER,
+                                   "the gateway lost its Redis connection; reconnect shortly")
         finally:
             if session is not None:
                 await self._end(session)

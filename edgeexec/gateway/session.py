@@ -51,8 +51,9 @@ async def close_with_error(ws: WebSocket, code: int, message: str) -> None:
     if ws.client_state != WebSocketState.CONNECTED:
         return
     try:
-        if code >= 4000 or code == CloseCode.GOING_AWAY:
-            retry = code in (CloseCode.GOING_AWAY, CloseCode.NAME_IN_USE, CloseCode.HELLO_TIMEOUT)
+        if code >= 4000 or code in (CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER):
+            retry = code in (CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER, CloseCode.NAME_IN_USE,
+                             CloseCode.HELLO_TIMEOUT)
             await ws.send_text(encode(Error(code=code, message=message, retry=retry)).decode())
         await ws.close(code=code, reason=message.encode()[:MAX_CLOSE_REASON].decode(errors="ignore"))
     except Exception as exc:  # noqa: BLE001 - the peer may already be gone; nothing left to tell it

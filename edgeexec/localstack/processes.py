@@ -99,10 +99,12 @@ class Proc:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False,
+                 extra: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         self.appendonly = appendonly
+        self.extra = list(extra)
         self.proc: Proc | None = None
 
     @property
@@ -117,7 +119,7 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = Proc([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir),
-                          "--daemonize", "no"], log=self.workdir / "redis.log")
+                          "--daemonize", "no", *self.extra], log=self.workdir / "redis.log")
         wait_for(lambda: port_open(self.port), 15, f"redis-server on port {self.port}")
         return self
 
