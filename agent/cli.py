@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--drain-timeout", type=float, help="seconds a drain waits before terminating jobs")
     start.add_argument("--kill-grace", type=float, help="seconds between SIGTERM and SIGKILL of a job")
     start.add_argument("--ca-file", help="CA bundle to verify a wss:// gateway")
+    start.add_argument("--journal", help="append a JSON line per job start and exit to this file")
     start.add_argument("--log-level", default=None)
     _operator_commands(sub)
     return ap
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = AgentSettings.load(
             queues=args.queues, concurrency=args.concurrency, name=args.name, url=args.url, token=args.token,
             execution_api_url=args.execution_api_url, drain_timeout=args.drain_timeout,
-            kill_grace=args.kill_grace, ca_file=args.ca_file,
+            kill_grace=args.kill_grace, ca_file=args.ca_file, journal=args.journal,
         )
     except ConfigError as exc:
         print(f"agent: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from agent import metrics, states
 from agent.errors import FatalConnectError, RunnerError
+from agent.journal import Journal
 from agent.local_control import LocalControlServer
 from agent.logtail import LogTailer, default_log_folder
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
@@ -67,6 +68,7 @@ class Agent:
         self._drained_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.logs = LogTailer(settings.log_folder or default_log_folder())
+        self.journal = Journal(settings.journal, settings.name)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Fire-and-forget from sync callbacks (signals, process exits), keeping a reference."""
@@ -163,7 +165,7 @@ class Agent:
             ctx = ssl.create_default_context(cafile=self.s.ca_file or None)
         try:
             async with connect(self.s.url, additional_headers=headers, max_size=None, compression=None,
-                               open_timeout=WELCOME_TIMEOUT, ping_interval=20, ping_timeout=60,
+                               open_timeout=WELCOME_TIMEOUT, ping_interval=None,
                                ssl=ctx) as ws:
                 await self._session(ws)
                 return True
@@ -229,10 +231,27 @@ class Agent:
             log.debug("could not send %s: session closed; it will be resent", frame.TYPE)
 
     async def _heartbeats(self, ws: ClientConnection) -> None:
+        """Heartbeat, and a ping with it: a silent network (a cut, not a close) is noticed in
+        about two heartbeat intervals instead of TCP's minutes, and the agent reconnects."""
         while True:
             frame = p.Heartbeat(used=self.used, metrics=metrics.snapshot(), state=self.state)
             await self._send(frame)
-            await asyncio.sleep(self.heartbeat_interval)
+            started = asyncio.get_running_loop().time()
+            try:
+                pong = await ws.ping()
+                await asyncio.wait_for(pong, self.dead_after)
+            except TimeoutError:
+                log.warning("no answer from the gateway for %.0f s: treating the connection as dead", self.dead_after)
+                ws.transport.abort()
+                return
+            except ConnectionClosed:
+                return
+            elapsed = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(max(0.0, self.heartbeat_interval - elapsed))
+
+    @property
+    def dead_after(self) -> float:
+        return max(2 * self.heartbeat_interval, 5.0)
 
     async def _stream_logs(self) -> None:
         while True:
@@ -271,6 +290,7 @@ class Agent:
             self.finished[frame.job] = p.StateReport(frame.job, p.JobState.FAILED, None, str(exc))
             await self._send(self.finished[frame.job])
             return
+        self.journal.started(frame.job, pid, frame.workload)
         self.logs.watch(frame.job, frame.workload)
         log.info("job %s started (pid %d, %d slot(s))", frame.job, pid, frame.slots)
         await self._send(p.Accepted(job=frame.job))
@@ -295,6 +315,7 @@ class Agent:
 
     def _job_exited(self, job: str, code: int) -> None:
         reason = self.cancel_reasons.pop(job, "")
+        self.journal.exited(job, code)
         if code == 0:
             state = p.JobState.SUCCESS
         else:

@@ -32,6 +32,9 @@ class AgentSettings:
         default="", metadata=doc("Where task logs are written; empty = Airflow's [logging] base_log_folder.")
     )
     log_interval: float = field(default=1.0, metadata=doc("Seconds between log chunks streamed to the gateway."))
+    journal: str = field(
+        default="", metadata=doc("File the agent appends a JSON line to per job start and exit; empty = none.")
+    )
 
     def __post_init__(self) -> None:
         try:
