@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test fast e2e lint typecheck demo standalone sysdeps install clean
+.PHONY: test fast e2e faults faults-full lint typecheck demo standalone sysdeps install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,10 +28,17 @@ test: install sysdeps lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 fast: install sysdeps
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not faults" $(PYTEST_ARGS)
 
 e2e: install sysdeps
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+faults: install sysdeps
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
+
+# the churn case at full size: 1000 tasks (make test runs it with 80)
+faults-full: install sysdeps
+	EDGEEXEC_FAULTS_FULL=1 $(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 demo: install sysdeps
 	$(BIN)/edgeexec demo

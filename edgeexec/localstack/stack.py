@@ -133,9 +133,11 @@ class LocalStack:
             argv.append("--skip-serve-logs")
         return self._spawn(component, argv)
 
-    def start_gateway(self) -> Proc:
-        proc = self._spawn("gateway", [str(BIN / "edgeexec"), "gateway", "--port", str(self.gateway_port)])
-        wait_for(lambda: port_open(self.gateway_port), 60, f"gateway on port {self.gateway_port}")
+    def start_gateway(self, name: str = "gateway", port: int | None = None) -> Proc:
+        """The stack's gateway, or (with ``name`` and ``port``) another one on the same Redis."""
+        port = port or self.gateway_port
+        proc = self._spawn(name, [str(BIN / "edgeexec"), "gateway", "--port", str(port)])
+        wait_for(lambda: port_open(port), 60, f"{name} on port {port}")
         return proc
 
     def agent_env(self) -> dict[str, str]:
