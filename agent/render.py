@@ -30,6 +30,7 @@ def fleet_table(agents: Iterable[Mapping[str, Any]], queues: Mapping[str, Mappin
         table.add_row(*row(a))
     if queues:
         pending = ", ".join(f"{q}: {v['pending']} pending, {v['slots_used']}/{v['slots_total']} slots"
+                            + (f", {v['too_big']} too big for every agent" if v.get("too_big") else "")
                             for q, v in sorted(queues.items()))
         table.caption = pending
     return table

@@ -23,6 +23,7 @@ from edgeexec.redis_url import connect
 
 log = logging.getLogger(__name__)
 EVENT_BATCH = 1000
+OVERSIZED_CHECK_MS = 15_000
 
 
 def parse_event(fields: Mapping[str, str]) -> JobEvent:
@@ -71,6 +72,7 @@ class RedisDispatcher:
         self.clock = clock
         self.owner = ""
         self._last_event = "0-0"
+        self._next_oversized = 0
         self._scripts = {name: client.register_script(scripts.source(name)) for name in scripts.SCRIPT_NAMES}
 
     @classmethod
@@ -138,7 +140,18 @@ class RedisDispatcher:
         lost, orphans = self._call("reap", self.liveness_ms)
         for name in lost:
             log.warning("agent %s sent no heartbeat for %.0f s: marked lost", name, self.liveness_ms / 1000)
+        if self.clock() >= self._next_oversized:
+            self._next_oversized = self.clock() + OVERSIZED_CHECK_MS
+            self.report_oversized()
         return [Orphan(*orphans[i:i + 4]) for i in range(0, len(orphans), 5)]
+
+    def report_oversized(self) -> list[tuple[str, str, str]]:
+        """Log (once per job) pending jobs no connected agent of their queue has the slots for."""
+        flat = self._call("oversized")
+        found = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        for job_id, ref, why in found:
+            log.warning("job %s (%s) %s", job_id, ref, why)
+        return found
 
     def fail(self, job_id: str, reason: str) -> None:
         self._call("finish", "", job_id, JobState.FAILED.value, reason, "", self.ttl_ms, 0)

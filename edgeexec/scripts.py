@@ -11,7 +11,7 @@ from importlib import resources
 
 SCRIPT_NAMES = (
     "submit", "accept", "reject", "finish", "heartbeat", "register", "disconnect",
-    "reap", "cancel", "adopt",
+    "reap", "cancel", "adopt", "oversized",
 )
 
 

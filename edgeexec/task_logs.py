@@ -28,11 +28,15 @@ def read(ti_id: Any, try_number: int) -> LogResponse:
     try:
         job: Any = client.get(keys.ref(task_ref(ti_id, try_number)))
         text: Any = client.get(keys.log(str(job))) if job else None
-        agent: Any = client.hget(keys.job(str(job)), "agent") if job else None
+        fields: Any = client.hmget(keys.job(str(job)), "agent", "blocked", "state", "reason") if job else [None] * 4
     except redis.RedisError as exc:
         return [f"edgeexec: could not read the task log from Redis: {exc}"], []
     finally:
         client.close()
+    agent, blocked, state, reason = fields
+    if not text and blocked:
+        # it never reached an agent: say why instead of an empty log
+        return [f"edgeexec: job {job} never started"], [f"edgeexec: this task {blocked} (job {state}: {reason or '-'})\n"]
     if not text:
         return [], []
     return [f"edgeexec: log streamed by agent {agent} (job {job})"], [str(text)]

@@ -37,6 +37,9 @@ class GatewayMetrics:
                                  registry=r)
         self.slots_used = Gauge("edgeexec_queue_slots_used", "Slots in use per queue", ["queue"], registry=r)
         self.pending = Gauge("edgeexec_queue_pending_jobs", "Jobs waiting for a slot per queue", ["queue"], registry=r)
+        self.too_big = Gauge("edgeexec_queue_too_big_jobs",
+                             "Pending jobs needing more slots than any connected agent of the queue has", ["queue"],
+                             registry=r)
 
     def dispatched(self, enqueued_ms: int) -> None:
         if enqueued_ms:
@@ -45,7 +48,7 @@ class GatewayMetrics:
     async def render(self, client: aioredis.Redis, keys: Keys, local_sessions: int) -> bytes:
         fleet = await status.agents(client, keys)
         queues = await status.queues(client, keys, fleet)
-        for g in (self.agents, self.slots_total, self.slots_used, self.pending):
+        for g in (self.agents, self.slots_total, self.slots_used, self.pending, self.too_big):
             g.clear()
         by_state: dict[str, int] = {}
         for a in fleet:
@@ -63,3 +66,4 @@ class GatewayMetrics:
         self.slots_total.labels(queue=queue).set(v["slots_total"])
         self.slots_used.labels(queue=queue).set(v["slots_used"])
         self.pending.labels(queue=queue).set(v["pending"])
+        self.too_big.labels(queue=queue).set(v["too_big"])

@@ -72,6 +72,10 @@ async def queues(client: aioredis.Redis, keys: Keys, fleet: list[dict[str, Any]]
     out: dict[str, dict[str, int]] = {}
     for q, ss in zip(names, sizes, strict=True):
         live = [a for a in fleet if q in a["queues"] and a["connected"]]
-        out[q] = {"pending": sum(next(counts) for _ in ss), "agents": len(live),
-                  "slots_total": sum(a["concurrency"] for a in live), "slots_used": sum(a["used"] for a in live)}
+        largest = max((a["concurrency"] for a in live), default=0)
+        pending = {int(s): next(counts) for s in ss}
+        out[q] = {"pending": sum(pending.values()), "agents": len(live),
+                  "slots_total": sum(a["concurrency"] for a in live), "slots_used": sum(a["used"] for a in live),
+                  # pending jobs that need more slots than any connected agent of the queue has
+                  "too_big": sum(n for size, n in pending.items() if size > largest)}
     return out

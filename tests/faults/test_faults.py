@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -169,3 +170,28 @@ def test_churn_agents_restarted_at_random(faults: Faults) -> None:
     assert faults.wait("faults_faults", run_id) == "success"
     faults.check_ledger("faults_faults", run_id)
     faults.wait_connected()
+
+
+def test_task_bigger_than_every_agent_is_reported_not_silently_stuck(faults: Faults) -> None:
+    """pool_slots=64 on a queue whose agents have 3 slots: the scheduler log, the task log, the
+    status figures and /metrics say so; the job waits for task_queued_timeout (documented rule)."""
+    run_id = faults.run("faults_too_big")
+    wait_for(lambda: faults.tis("faults_too_big", run_id)[0].state == "queued", 120, "the task to be queued", 0.5)
+    (ti,) = faults.tis("faults_too_big", run_id)
+    ref = task_ref(uuid.UUID(str(ti.id)), ti.try_number)
+    job_key = faults.keys.job(faults.redis.get(faults.keys.ref(ref)) or "")
+    wait_for(lambda: bool(faults.redis.hget(job_key, "blocked")), 60, "the executor to report the job", 1)
+    assert "needs 64 slots" in faults.redis.hget(job_key, "blocked")
+    assert "needs 64 slots" in faults.stack.procs["scheduler"].tail(400)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{faults.stack.gateway_port}/metrics", timeout=10).read()
+    assert b'edgeexec_queue_too_big_jobs{queue="faults"} 1.0' in metrics
+    assert "needs 64 slots" in faults.stack.task_log("faults_too_big", run_id, "needs_64_slots", ti.try_number)
+    # what task_queued_timeout does when it expires: revoke (cancel the pending job), fail the task
+    faults.stack.api("PATCH", f"/dags/faults_too_big/dagRuns/{run_id}/taskInstances/needs_64_slots",
+                     {"new_state": "failed"})
+    d = RedisDispatcher.from_url(faults.stack.redis_url, faults.keys.prefix, liveness_s=6, job_ttl_s=600)
+    d.start("fault-test")
+    d.cancel(ref, "revoked")
+    d.stop(terminate=False)
+    assert faults.wait("faults_too_big", run_id) == "failed"
+    faults.check_ledger("faults_too_big", run_id, expect="failed")
