@@ -168,6 +168,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
+        "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "20",
         "AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "edgeexec.logging_config.LOGGING_CONFIG",
     }
     stack = LocalStack(StackConfig(home=home, dags_folder=DAGS, sql_alchemy_conn=pg.url, redis_url=rs.url, agents=(),

@@ -195,3 +195,19 @@ def test_task_bigger_than_every_agent_is_reported_not_silently_stuck(faults: Fau
     d.stop(terminate=False)
     assert faults.wait("faults_too_big", run_id) == "failed"
     faults.check_ledger("faults_too_big", run_id, expect="failed")
+
+
+def test_task_queued_longer_than_the_jwt_lifetime_still_runs(faults: Faults) -> None:
+    """[execution_api] jwt_expiration_time is 20 s in this stack; the task waits 30 s for its agent.
+
+    Airflow 3.3 signs the workload token for [scheduler] task_queued_timeout, the same window after
+    which the scheduler revokes and requeues a queued task with a fresh token, so a task that waits
+    for an agent starts with a valid token (docs/operations.md)."""
+    assert _admin_cli(faults, "maintenance", "on", "--name", "fb-1", "--wait").returncode == 0
+    run_id = faults.run("faults_gwb", {"n": 1, "seconds": 0.1})
+    wait_for(lambda: any(t.state == "queued" for t in faults.tis("faults_gwb", run_id)), 120, "a queued task", 0.5)
+    time.sleep(30)
+    FIGURES.faults["queued past JWT lifetime"] += 1
+    assert _admin_cli(faults, "maintenance", "off", "--name", "fb-1", "--wait").returncode == 0
+    assert faults.wait("faults_gwb", run_id) == "success"
+    faults.check_ledger("faults_gwb", run_id)
