@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python scripts/fetch_compose_schema.py $(VENV)/share/compose-spec
 	@touch $(STAMP)
 
 install: $(STAMP)
