@@ -56,7 +56,7 @@ class GatewaySettings(StoreSettings):
         default="", metadata=doc("Development only: one secret for every agent and admin (see allow_shared_secret).")
     )
     allow_shared_secret: bool = field(
-        default=False, metadata=doc("Insecure/dev: accept shared_secret besides per-agent tokens (`edgeexec token`).")
+        default=False, metadata=doc("Insecure/dev: accept shared_secret besides per-agent tokens (`edgeexec token create`).")
     )
     hello_timeout: float = field(default=10.0, metadata=doc("Seconds an agent has to send hello."))
     max_frame_bytes: int = field(
