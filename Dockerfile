@@ -7,4 +7,5 @@ FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 COPY --chown=airflow:root pyproject.toml README.md /opt/edgeexec/
 COPY --chown=airflow:root edgeexec /opt/edgeexec/edgeexec
 COPY --chown=airflow:root agent /opt/edgeexec/agent
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /opt/edgeexec
+COPY --chown=airflow:root batchexec /opt/edgeexec/batchexec
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/edgeexec[all]"

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from edgeexec import logs
+from edgeexec import extras, logs
 from edgeexec.errors import ConfigError
 
 log = logging.getLogger("agent")
@@ -73,8 +73,17 @@ def _operator_commands(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.setup(getattr(args, "log_level", None) or ("WARNING" if args.command != "start" else None))
-    if args.command != "start":
-        return _operate(args)
+    try:
+        return _operate(args) if args.command != "start" else _start(args)
+    except ModuleNotFoundError as exc:
+        message = extras.missing(exc, "agent", args.command)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
+
+
+def _start(args: argparse.Namespace) -> int:
     from agent.core import Agent
     from agent.settings import AgentSettings
 

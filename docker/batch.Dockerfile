@@ -35,7 +35,7 @@ COPY --chown=airflow:root pyproject.toml README.md /opt/edgeexec/
 COPY --chown=airflow:root edgeexec /opt/edgeexec/edgeexec
 COPY --chown=airflow:root agent /opt/edgeexec/agent
 COPY --chown=airflow:root batchexec /opt/edgeexec/batchexec
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" /opt/edgeexec \
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/edgeexec[batch]" \
  && pip install --no-cache-dir -r /opt/airflow/requirements.txt
 
 COPY --chown=airflow:root ${host_dag_path} ${container_dag_path}

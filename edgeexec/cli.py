@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from edgeexec import logs
+from edgeexec import extras, logs
 from edgeexec.errors import ConfigError
 
 
@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_stack(args.command, args.home)
     except ConfigError as exc:
         print(f"edgeexec: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        message = extras.missing(exc, "edgeexec", args.command)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 2
 
 

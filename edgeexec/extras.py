@@ -1,0 +1,19 @@
+"""Which pip extra a command needs, so a missing dependency is a one-line fix, not a traceback."""
+
+from __future__ import annotations
+
+EXTRA = {
+    "gateway": "gateway", "token": "gateway", "standalone": "all", "demo": "all",
+    "start": "agent", "status": "agent", "maintenance": "agent", "stop": "agent", "shutdown": "agent",
+    "set-queues": "agent", "set-concurrency": "agent",
+}
+
+
+def missing(exc: ModuleNotFoundError, prog: str, command: str) -> str | None:
+    """The message for a dependency of another extra, or None if the module is our own (a bug)."""
+    top = (exc.name or "").split(".")[0]
+    if not top or top in ("edgeexec", "agent", "batchexec"):
+        return None
+    extra = EXTRA.get(command, "all")
+    return (f"{prog} {command}: Python module {top!r} is not installed; this command needs the "
+            f"'{extra}' extra: pip install 'edgeexec[{extra}]'")
