@@ -89,8 +89,14 @@ async def _run_one(agent: RawAgent, dispatcher: RedisDispatcher, queue: str) -> 
             break
         except StoreUnavailable:
             await asyncio.sleep(0.5)
-    run = await agent.recv_type(p.Run, timeout=30)
-    assert run.job == spec.job_id
+    run = None
+    for _ in range(30):  # heartbeating as a real agent does: a run notice lost while the gateway
+        try:             # re-subscribed to the new master is resent on the next heartbeat
+            run = await agent.recv_type(p.Run, timeout=1)
+            break
+        except TimeoutError:
+            await agent.send(p.Heartbeat(used=0, state="idle"))
+    assert run is not None and run.job == spec.job_id, "the job never reached the agent"
     await agent.send(p.Accepted(job=run.job))
     await agent.send(p.StateReport(job=run.job, state=p.JobState.SUCCESS, exit_code=0))
     await agent.recv_type(p.Ack, timeout=30)
