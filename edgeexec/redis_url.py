@@ -93,14 +93,20 @@ def connect(url: str, **kwargs: Any) -> redis.Redis:
     return client
 
 
-def connect_async(url: str, **kwargs: Any) -> aioredis.Redis:
-    """An asyncio client (gateways)."""
+def connect_async(url: str, pool_size: int = 64, **kwargs: Any) -> aioredis.Redis:
+    """An asyncio client (gateways) with at most ``pool_size`` connections.
+
+    A burst of agents (thousands reconnecting after a gateway restart) must queue for a
+    connection, not fail: a plain URL gets a blocking pool (a call waits up to 30 s for a free
+    connection). redis-py's Sentinel pool cannot block, so it gets ``pool_size`` x 16 instead.
+    """
     if not url.startswith(SENTINEL_SCHEME + "://"):
-        return aioredis.Redis.from_url(url, **kwargs)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=30, **kwargs)
+        return aioredis.Redis(connection_pool=pool)
     u = parse_sentinel(url)
     sentinel = AsyncSentinel(list(u.hosts),  # type: ignore[no-untyped-call]
                              sentinel_kwargs=_sentinel_kwargs(u),
                              socket_timeout=kwargs.get("socket_timeout"))
     client: aioredis.Redis = sentinel.master_for(u.service, db=u.db, username=u.username, password=u.password,
-                                                  **kwargs)
+                                                  max_connections=pool_size * 16, **kwargs)
     return client

@@ -69,6 +69,9 @@ class GatewaySettings(StoreSettings):
     mount_gateway: bool = field(
         default=False, metadata=doc("Also serve the gateway inside Airflow's API server at /edgeexec.")
     )
+    redis_pool_size: int = field(
+        default=64, metadata=doc("Redis connections per gateway; more concurrent calls wait for a free one.")
+    )
 
     @classmethod
     def load(cls, lookup: Lookup | None = None, **overrides: Any) -> GatewaySettings:

@@ -33,7 +33,8 @@ CONTROL_PATH = "/ws/control"
 def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) -> Starlette:
     """A gateway app; ``client`` defaults to one built from ``settings.redis_url``."""
     settings.require_secret()
-    redis_client = client or connect_async(settings.redis_url, decode_responses=True, health_check_interval=30)
+    redis_client = client or connect_async(settings.redis_url, pool_size=settings.redis_pool_size,
+                                           decode_responses=True, health_check_interval=30)
     gateway = Gateway(settings, redis_client)
 
     @contextlib.asynccontextmanager

@@ -22,7 +22,7 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import protocol as p
-from edgeexec.gateway import status
+from edgeexec.gateway import pubsub, status
 
 if TYPE_CHECKING:
     from edgeexec.gateway.service import Gateway
@@ -40,6 +40,8 @@ class ControlHub:
         self.clients: dict[WebSocket, asyncio.Lock] = {}
         self._last_queues: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
+        self._status: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
 
     async def serve(self, ws: WebSocket) -> None:
         await self.gw.start()
@@ -58,6 +60,10 @@ class ControlHub:
             pass
         finally:
             self.clients.pop(ws, None)
+            if not self.clients and self._status is not None:
+                # nobody watches: stop receiving a message per heartbeat of the whole fleet
+                self._status.cancel()
+                self._status = None
 
     async def _handle(self, ws: WebSocket, raw: str) -> None:
         try:
@@ -68,6 +74,7 @@ class ControlHub:
             await self._send(ws, {"type": "error", "message": f"not a JSON object: {exc}"})
             return
         if msg.get("type") == "subscribe":
+            await self._watch_status()
             fleet = await status.agents(self.gw.client, self.gw.keys)
             queues = await status.queues(self.gw.client, self.gw.keys, fleet)
             await self._send(ws, {"type": "snapshot", "agents": fleet, "queues": queues})
@@ -115,6 +122,27 @@ class ControlHub:
         return False, f"agent {name!r} is offline; {frame.action} needs a connected agent"
 
     # ------------------------------------------------------------------ status stream
+
+    def stop(self) -> None:
+        for task in (self._task, self._status):
+            if task is not None:
+                task.cancel()
+
+    async def _watch_status(self) -> None:
+        """Subscribe to the fleet's status channel while someone watches, and before the snapshot."""
+        if self._status is None or self._status.done():
+            self._subscribed.clear()
+
+            async def handle(_: str, name: str) -> None:
+                await self.on_status(name)
+
+            self._status = asyncio.create_task(
+                pubsub.listen(self.gw.client, [self.gw.keys.status_channel], handle, self._subscribed),
+                name="control-status")
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), 10)
+        except TimeoutError:
+            log.warning("status subscription not live after 10 s; the snapshot may miss changes")
 
     async def on_status(self, name: str) -> None:
         if not self.clients:

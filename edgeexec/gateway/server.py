@@ -13,10 +13,11 @@ def uvicorn_config(settings: GatewaySettings, **extra: object) -> uvicorn.Config
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets",  # supports HTTP denial responses before accept (401/403/503)
+        ws="websockets-sansio",  # denial responses before accept (401/403/503); lighter than "websockets"
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,  # frames are small; zlib contexts cost ~100 KB per agent
-        ws_ping_interval=settings.heartbeat_interval,
+        # agents ping with every heartbeat; the server ping only clears out sockets that died silently
+        ws_ping_interval=6 * settings.heartbeat_interval,
         ws_ping_timeout=settings.liveness,
         lifespan="on",
         log_level="info",

@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import protocol as p
 from edgeexec import token_store
+from edgeexec.gateway import pubsub
 from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.gateway.session import AgentSession, close_with_error
@@ -77,6 +78,7 @@ class Gateway:
     async def stop(self) -> None:
         if self._listener:
             self._listener.cancel()
+        self.control.stop()
         for s in list(self.sessions.values()):
             await s.close(p.CloseCode.GOING_AWAY, "gateway shutting down; reconnect")
         await self.client.aclose()
@@ -263,27 +265,11 @@ class Gateway:
     async def _listen(self) -> None:
         channel = self.keys.gateway_channel(self.settings.gateway_id)
         revoked = token_store.revoked_channel(self.keys)
-        status_channel = self.keys.status_channel
-        delay = 0.1
-        while True:
-            try:
-                async with self.client.pubsub(ignore_subscribe_messages=True) as ps:
-                    await ps.subscribe(channel, revoked, status_channel)
-                    delay = 0.1
-                    async for message in ps.listen():
-                        data = str(message["data"])
-                        if message["channel"] == status_channel:
-                            await self.control.on_status(data)
-                        elif message["channel"] == revoked:
-                            await self._on_revoked(data)
-                        else:
-                            await self._on_notice(data)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pub/sub listener lost Redis; resubscribing in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        async def handle(chan: str, data: str) -> None:
+            await (self._on_revoked(data) if chan == revoked else self._on_notice(data))
+
+        await pubsub.listen(self.client, [channel, revoked], handle)
 
     async def _on_revoked(self, tid: str) -> None:
         for s in [s for s in self.sessions.values() if s.token_id == tid]:

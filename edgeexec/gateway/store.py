@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from edgeexec.keys import Keys
 from edgeexec.protocol import Hello, JobState
 
 LOG_CAP = 1 << 20
+BATCH_WINDOW_S = 0.005
+BATCH_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class GatewayStore:
         self.ttl_ms = job_ttl_s * 1000
         self.clock = clock
         self._scripts = {n: client.register_script(scripts.source(n)) for n in scripts.SCRIPT_NAMES}
+        self._batch = _ScriptBatch(client, self._scripts["heartbeat"])
 
     async def _call(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](keys=[], args=[self.keys.prefix, self.clock(), *args])
@@ -72,8 +76,12 @@ class GatewayStore:
 
     async def heartbeat(self, name: str, session: str, state: str, comments: str | None,
                         metrics: dict[str, float] | None) -> tuple[bool, list[Assignment], list[Assignment]]:
-        res = await self._call("heartbeat", name, session, state, "\0" if comments is None else comments,
-                               orjson.dumps(metrics).decode() if metrics is not None else "")
+        """Heartbeats arriving within a few milliseconds share one pipelined round trip to Redis:
+        10 000 agents beating every 10 s are 1 000 script calls a second, and per-call client
+        overhead, not Redis, is what a gateway spends its CPU on."""
+        args = [self.keys.prefix, self.clock(), name, session, state, "\0" if comments is None else comments,
+                orjson.dumps(metrics).decode() if metrics is not None else ""]
+        res = await self._batch.call(args)
         return res[0] == "ok", assignments(res[1]), assignments(res[2])
 
     async def accept(self, name: str, job: str) -> str:
@@ -109,3 +117,58 @@ class GatewayStore:
         pipe.append(key, raw[have - offset:])
         pipe.pexpire(key, self.ttl_ms)
         await pipe.execute()
+
+
+class _ScriptBatch:
+    """Collects calls of one script for BATCH_WINDOW_S (or BATCH_MAX calls) and runs them in one
+    pipeline; each caller gets its own result or exception."""
+
+    def __init__(self, client: aioredis.Redis, script: Any) -> None:
+        self.client, self.script = client, script
+        self.pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self.timer: asyncio.Task[None] | None = None
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def call(self, args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self.pending.append((args, fut))
+        if len(self.pending) >= BATCH_MAX:
+            self._spawn(self._run(self._take()))
+        elif self.timer is None:
+            self.timer = self._spawn(self._after_window())
+        return await fut
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        return task
+
+    def _take(self) -> list[tuple[list[Any], asyncio.Future[Any]]]:
+        batch, self.pending = self.pending, []
+        return batch
+
+    async def _after_window(self) -> None:
+        await asyncio.sleep(BATCH_WINDOW_S)
+        self.timer = None
+        await self._run(self._take())
+
+    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
+        if not batch:
+            return
+        results: list[Any]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for args, _ in batch:
+                await self.script(keys=[], args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # noqa: BLE001 - handed to every caller, which handles it as before
+            results = [exc] * len(batch)
+        for (_, fut), res in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
