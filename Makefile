@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test fast e2e faults faults-full lint typecheck demo standalone sysdeps install clean
+.PHONY: test fast e2e faults faults-full bench lint typecheck demo standalone sysdeps install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,7 +20,7 @@ sysdeps:
 	@bash scripts/ensure-sysdeps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check edgeexec agent batchexec tests
+	$(BIN)/ruff check edgeexec agent batchexec tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -41,6 +41,21 @@ faults: install sysdeps
 faults-full: install sysdeps
 	EDGEEXEC_FAULTS_FULL=1 $(BIN)/pytest -m faults $(PYTEST_ARGS)
 
+# Benchmarks against the Edge provider, Celery and the Amazon provider's Batch executor, in their
+# own venv (the peers' providers must not load in the test venv); writes bench/results/*.json and
+# docs/benchmarks.md with its plots. Not part of `make test`. BENCH_ARGS passes e.g. --sizes.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.stamp: pyproject.toml $(STAMP)
+	@test -x $(BENCH_VENV)/bin/python || $(BIN)/uv venv -q --python $(PY) $(BENCH_VENV)
+	$(BIN)/uv pip install -q --python $(BENCH_VENV)/bin/python -e '.[bench]'
+	@touch $@
+
+bench: install sysdeps $(BENCH_VENV)/.stamp
+	$(BENCH_VENV)/bin/python -m bench.dispatch $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python -m bench.airflow_e2e
+	$(BENCH_VENV)/bin/python -m bench.batch
+	$(BENCH_VENV)/bin/python -m bench.report
+
 demo: install sysdeps
 	$(BIN)/edgeexec demo
 
@@ -48,4 +63,4 @@ standalone: install sysdeps
 	$(BIN)/edgeexec standalone
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info
