@@ -76,11 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _operate(args) if args.command != "start" else _start(args)
     except ModuleNotFoundError as exc:
-        message = extras.missing(exc, "agent", args.command)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+        return extras.exit_code(exc, "agent", args.command)
 
 
 def _start(args: argparse.Namespace) -> int:

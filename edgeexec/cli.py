@@ -61,11 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgeexec: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        message = extras.missing(exc, "edgeexec", args.command)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
+        return extras.exit_code(exc, "edgeexec", args.command)
 
 
 def _gateway(args: argparse.Namespace) -> int:

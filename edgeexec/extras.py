@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 EXTRA = {
     "gateway": "gateway", "token": "gateway", "standalone": "all", "demo": "all",
     "start": "agent", "status": "agent", "maintenance": "agent", "stop": "agent", "shutdown": "agent",
@@ -17,3 +19,12 @@ def missing(exc: ModuleNotFoundError, prog: str, command: str) -> str | None:
     extra = EXTRA.get(command, "all")
     return (f"{prog} {command}: Python module {top!r} is not installed; this command needs the "
             f"'{extra}' extra: pip install 'edgeexec[{extra}]'")
+
+
+def exit_code(exc: ModuleNotFoundError, prog: str, command: str) -> int:
+    """Print which extra to install and return the exit code; re-raise if the module is our own."""
+    message = missing(exc, prog, command)
+    if message is None:
+        raise exc
+    print(message, file=sys.stderr)
+    return 2

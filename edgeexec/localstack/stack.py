@@ -163,6 +163,11 @@ class LocalStack:
         self.procs[name] = proc
         return proc
 
+    def print_tails(self, lines: int = 30) -> None:
+        """The end of every process's log, for a start-up that failed."""
+        for name, proc in self.procs.items():
+            print(f"--- {name} ---\n{proc.tail(lines)}")
+
     def stop(self) -> None:
         for name in sorted(self.procs, key=lambda n: (not n.startswith("agent"), n)):
             self.procs[name].stop()

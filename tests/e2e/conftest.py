@@ -102,8 +102,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                                            "host": "example.internal", "port": 5432})
         yield E2E(stack, request.param, batch_endpoint)
     except Exception:
-        for name, proc in stack.procs.items():
-            print(f"--- {name} ---\n{proc.tail(30)}")
+        stack.print_tails()
         raise
     finally:
         stack.stop()

@@ -184,8 +184,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         f.wait_connected()
         yield f
     except Exception:
-        for name, proc in stack.procs.items():
-            print(f"--- {name} ---\n{proc.tail(30)}")
+        stack.print_tails()
         raise
     finally:
         stack.stop()
