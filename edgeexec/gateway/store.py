@@ -54,10 +54,15 @@ class GatewayStore:
         self.ttl_ms = job_ttl_s * 1000
         self.clock = clock
         self._scripts = {n: client.register_script(scripts.source(n)) for n in scripts.SCRIPT_NAMES}
-        self._batch = _ScriptBatch(client, self._scripts["heartbeat"])
+        self._batch = _Coalescer(client, BATCH_WINDOW_S)  # heartbeats: a few ms of latency is free
+        self._tick = _Coalescer(client, 0.0)  # job frames: whatever arrived in the same loop turn
 
     async def _call(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](keys=[], args=[self.keys.prefix, self.clock(), *args])
+
+    async def _hot(self, name: str, *args: Any) -> Any:
+        """A script on the per-job path: coalesced with the others of this loop turn into one pipeline."""
+        return await self._tick.call(self._scripts[name], [self.keys.prefix, self.clock(), *args])
 
     async def register(self, hello: Hello, session: str, gateway: str) -> Registration:
         reported = {j.job: j.state.value for j in hello.jobs}
@@ -81,25 +86,25 @@ class GatewayStore:
         overhead, not Redis, is what a gateway spends its CPU on."""
         args = [self.keys.prefix, self.clock(), name, session, state, "\0" if comments is None else comments,
                 orjson.dumps(metrics).decode() if metrics is not None else ""]
-        res = await self._batch.call(args)
+        res = await self._batch.call(self._scripts["heartbeat"], args)
         return res[0] == "ok", assignments(res[1]), assignments(res[2])
 
     async def accept(self, name: str, job: str) -> str:
-        return str(await self._call("accept", name, job))
+        return str(await self._hot("accept", name, job))
 
     async def reject(self, name: str, job: str) -> str:
         return str(await self._call("reject", name, job))
 
     async def finish(self, name: str, job: str, state: JobState, reason: str, exit_code: int | None,
                      max_jobs: int) -> tuple[str, list[Assignment]]:
-        res = await self._call("finish", name, job, state.value, reason,
+        res = await self._hot("finish", name, job, state.value, reason,
                                "" if exit_code is None else exit_code, self.ttl_ms, max_jobs)
         return str(res[0]), assignments(res[1])
 
     async def assigned_workload(self, name: str, job: str) -> Assignment | None:
         """The workload of a job assigned to ``name`` and not yet started, or None."""
-        values: list[Any] = await self.client.hmget(
-            self.keys.job(job), ["agent", "state", "slots", "payload", "enq"])
+        values: list[Any] = await self._tick.call("hmget", [self.keys.job(job), "agent", "state", "slots", "payload",
+                                                            "enq"])
         agent, state, slots, payload, enq = values
         if agent != name or state != JobState.ASSIGNED.value or not payload:
             return None
@@ -119,20 +124,26 @@ class GatewayStore:
         await pipe.execute()
 
 
-class _ScriptBatch:
-    """Collects calls of one script for BATCH_WINDOW_S (or BATCH_MAX calls) and runs them in one
-    pipeline; each caller gets its own result or exception."""
+class _Coalescer:
+    """Collects Redis calls for ``window`` seconds (0: until the event loop's next turn), or
+    BATCH_MAX of them, and sends them as one pipeline; each caller gets its own result or error.
 
-    def __init__(self, client: aioredis.Redis, script: Any) -> None:
-        self.client, self.script = client, script
-        self.pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
+    Per-call client overhead, not Redis, is what a gateway spends its CPU on: one round trip for
+    a batch of script calls costs little more than one for a single call. Each call is still
+    atomic on its own (a script), and one agent's frames are still handled in order, because its
+    session awaits each result before reading its next frame.
+    """
+
+    def __init__(self, client: aioredis.Redis, window: float) -> None:
+        self.client, self.window = client, window
+        self.pending: list[tuple[Any, list[Any], asyncio.Future[Any]]] = []
         self.timer: asyncio.Task[None] | None = None
         self.running: set[asyncio.Task[None]] = set()
 
-    async def call(self, args: list[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self.pending.append((args, fut))
+    async def call(self, op: Any, args: list[Any]) -> Any:
+        """``op`` is a registered script, or the name of a plain command such as ``"hmget"``."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((op, args, fut))
         if len(self.pending) >= BATCH_MAX:
             self._spawn(self._run(self._take()))
         elif self.timer is None:
@@ -145,27 +156,30 @@ class _ScriptBatch:
         task.add_done_callback(self.running.discard)
         return task
 
-    def _take(self) -> list[tuple[list[Any], asyncio.Future[Any]]]:
+    def _take(self) -> list[tuple[Any, list[Any], asyncio.Future[Any]]]:
         batch, self.pending = self.pending, []
         return batch
 
     async def _after_window(self) -> None:
-        await asyncio.sleep(BATCH_WINDOW_S)
+        await asyncio.sleep(self.window)
         self.timer = None
         await self._run(self._take())
 
-    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[tuple[Any, list[Any], asyncio.Future[Any]]]) -> None:
         if not batch:
             return
         results: list[Any]
         try:
             pipe = self.client.pipeline(transaction=False)
-            for args, _ in batch:
-                await self.script(keys=[], args=args, client=pipe)
+            for op, args, _ in batch:
+                if isinstance(op, str):
+                    getattr(pipe, op)(*args)
+                else:
+                    await op(keys=[], args=args, client=pipe)
             results = await pipe.execute(raise_on_error=False)
         except Exception as exc:  # noqa: BLE001 - handed to every caller, which handles it as before
             results = [exc] * len(batch)
-        for (_, fut), res in zip(batch, results, strict=True):
+        for (_, _, fut), res in zip(batch, results, strict=True):
             if fut.done():
                 continue
             if isinstance(res, BaseException):
