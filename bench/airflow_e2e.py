@@ -41,7 +41,7 @@ def _env(executor: str, stack: LocalStack, pg: PostgresServer, redis_url: str) -
                 "AIRFLOW__EDGE__API_ENABLED": "True",
                 "AIRFLOW__EDGE__API_URL": f"{stack.api_url}/edge_worker/v1/rpcapi"}
     return {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": redis_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:{pg.port}/airflow",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:{pg.port}/airflow",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CONCURRENCY)}
 
 
@@ -76,8 +76,25 @@ def _start(executor: str, home: Path) -> tuple[LocalStack, PostgresServer, Redis
 def _tis(db: sa.Engine, dag_id: str, run_id: str) -> list[Any]:
     with db.connect() as c:
         return list(c.execute(sa.text(
-            "select state, queued_dttm, start_date, end_date from task_instance where dag_id = :d and run_id = :r"),
+            "select id, try_number, state, queued_dttm, start_date, end_date from task_instance "
+            "where dag_id = :d and run_id = :r"),
             {"d": dag_id, "r": run_id}))
+
+
+def _edgeexec_split(stack: LocalStack, ti: Any) -> dict[str, float]:
+    """Where a lone task's queued -> running goes: scheduler -> Redis, Redis -> agent started the
+    process (accepted), process -> Airflow's start_date (supervisor + task start-up)."""
+    import uuid
+
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    job = client.get(f"edgeexec:ref:ti:{uuid.UUID(str(ti.id))}:{ti.try_number}")
+    enq, started = (int(x) for x in client.hmget(f"edgeexec:job:{job}", "enq", "started"))
+    client.close()
+    queued_ms, start_ms = ti.queued_dttm.timestamp() * 1000, ti.start_date.timestamp() * 1000
+    return {"queued_to_redis": enq - queued_ms, "redis_to_agent_started": started - enq,
+            "agent_started_to_airflow_running": start_ms - started}
 
 
 def _run(db: sa.Engine, dag_id: str, run_id: str) -> Any:
@@ -95,11 +112,14 @@ def measure(executor: str, runs: int) -> dict[str, Any]:
         stack.wait_for_run("bench_one", warm, 300)
         lone: list[float] = []
         durations: list[float] = []
+        split: list[dict[str, float]] = []
         for _ in range(runs):
             run_id = stack.trigger("bench_one")
             assert stack.wait_for_run("bench_one", run_id, 300) == "success", f"{executor}: bench_one failed"
             (ti,) = _tis(db, "bench_one", run_id)
             lone.append((ti.start_date - ti.queued_dttm).total_seconds())
+            if executor == "edgeexec":
+                split.append(_edgeexec_split(stack, ti))
             run = _run(db, "bench_one", run_id)
             durations.append((run.end_date - run.start_date).total_seconds())
         run_id = stack.trigger("bench_fifty")
@@ -119,6 +139,10 @@ def measure(executor: str, runs: int) -> dict[str, Any]:
             "fifty_queued_to_running_s_p90": round(lat[int(0.9 * (len(lat) - 1))], 3),
             "fifty_makespan_s": round(makespan, 2), "fifty_tasks_per_s": round(len(tis) / makespan, 2),
             "fifty_queued_to_running_s_all": [round(x, 3) for x in lat],
+            "fifty_task_run_s_median": round(statistics.median(
+                (t.end_date - t.start_date).total_seconds() for t in tis if t.end_date and t.start_date), 3),
+            **({"lone_split_ms_median": {k: round(statistics.median(d[k] for d in split), 1) for k in split[0]}}
+               if split else {}),
         }
     finally:
         stack.stop()
@@ -131,13 +155,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--executors", default="edgeexec,edge3,celery")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "airflow_e2e.json"))
+    ap.add_argument("--keep", action="store_true", help="keep results of executors not measured this time")
     args = ap.parse_args()
-    rows = []
+    by: dict[str, dict[str, Any]] = {}
+    out = Path(args.out)
+    if args.keep and out.exists():  # re-measure some executors, keep the others' last figures
+        by = {r["executor"]: r for r in orjson.loads(out.read_bytes())["rows"]}
     for executor in args.executors.split(","):
         row = measure(executor, args.runs)
         print(orjson.dumps({k: v for k, v in row.items() if not k.endswith("_all")}).decode(), flush=True)
-        rows.append(row)
-    by = {r["executor"]: r for r in rows}
+        by[executor] = row
+    rows = [by[e] for e in ("edgeexec", "edge3", "celery") if e in by]
     ratios: dict[str, float] = {}
     if "edgeexec" in by:
         ours = by["edgeexec"]

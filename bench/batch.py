@@ -1,6 +1,6 @@
 """AWS Batch API calls per task: edgeexec's BatchExecutor vs the Amazon provider's AwsBatchExecutor.
 
-    .venv-bench/bin/python -m bench.batch [--tasks 200] [--job-seconds 5]
+    .venv-bench/bin/python -m bench.batch [--tasks 200] [--job-seconds 60]
 
 Both executors run in this process against the same moto server (tests/batch_standin.py: moto's
 real Batch API, with jobs run as local processes), configured by the same ``[aws_batch_executor]``
@@ -109,7 +109,7 @@ def measure(peer: str, endpoint: Endpoint, tasks: int) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=200)
-    ap.add_argument("--job-seconds", type=float, default=5)
+    ap.add_argument("--job-seconds", type=float, default=60)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "batch.json"))
     args = ap.parse_args()
     import tempfile
