@@ -88,9 +88,13 @@ def _edgeexec_split(stack: LocalStack, ti: Any) -> dict[str, float]:
 
     import redis
 
+    from edgeexec.jobs import task_ref
+    from edgeexec.keys import Keys
+
+    keys = Keys()
     client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    job = client.get(f"edgeexec:ref:ti:{uuid.UUID(str(ti.id))}:{ti.try_number}")
-    enq, started = (int(x) for x in client.hmget(f"edgeexec:job:{job}", "enq", "started"))
+    job = client.get(keys.ref(task_ref(uuid.UUID(str(ti.id)), ti.try_number)))
+    enq, started = (int(x) for x in client.hmget(keys.job(str(job)), "enq", "started"))
     client.close()
     queued_ms, start_ms = ti.queued_dttm.timestamp() * 1000, ti.start_date.timestamp() * 1000
     return {"queued_to_redis": enq - queued_ms, "redis_to_agent_started": started - enq,

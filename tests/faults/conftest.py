@@ -25,6 +25,7 @@ from agent import journal
 from edgeexec.keys import Keys
 from edgeexec.localstack.processes import Proc, RedisServer, free_port, wait_for
 from edgeexec.localstack.stack import AgentSpec, LocalStack, StackConfig
+from edgeexec.redis_dispatcher import RedisDispatcher
 from tests.faults.netcut import NetCut
 from tests.servers import PostgresServer
 
@@ -104,6 +105,13 @@ class Faults:
         with self.db.connect() as c:
             return list(c.execute(sa.text("select id, task_id, map_index, state, try_number from task_instance "
                                           "where dag_id = :d and run_id = :r"), {"d": dag_id, "r": run_id}))
+
+    def cancel(self, ref: str, reason: str) -> None:
+        """What a scheduler's revoke does: the executor's dispatcher cancels the job through Redis."""
+        d = RedisDispatcher.from_url(self.stack.redis_url, self.keys.prefix, liveness_s=6, job_ttl_s=600)
+        d.start("fault-test")
+        d.cancel(ref, reason)
+        d.stop(terminate=False)
 
     def running_count(self, dag_id: str, run_id: str) -> int:
         return sum(1 for t in self.tis(dag_id, run_id) if t.state == "running")

@@ -19,7 +19,6 @@ import pytest
 from edgeexec import token_store
 from edgeexec.jobs import task_ref
 from edgeexec.localstack.processes import BIN, wait_for
-from edgeexec.redis_dispatcher import RedisDispatcher
 from tests.faults.conftest import AGENTS, FIGURES, FULL, Faults
 
 pytestmark = pytest.mark.faults
@@ -98,10 +97,7 @@ def test_cancel_reaches_an_agent_through_its_own_gateway(faults: Faults) -> None
     _wait_running(faults, "faults_cancel", run_id)
     (ti,) = faults.tis("faults_cancel", run_id)
     ref = task_ref(uuid.UUID(str(ti.id)), ti.try_number)
-    d = RedisDispatcher.from_url(faults.stack.redis_url, faults.keys.prefix, liveness_s=6, job_ttl_s=600)
-    d.start("fault-test")
-    d.cancel(ref, "cancelled by the fault test")
-    d.stop(terminate=False)
+    faults.cancel(ref, "cancelled by the fault test")
     FIGURES.faults["cross-gateway cancel"] += 1
     assert faults.wait("faults_cancel", run_id, timeout=120) == "failed"
     job = faults.redis.hgetall(faults.keys.job(faults.redis.get(faults.keys.ref(ref)) or ""))
@@ -189,10 +185,7 @@ def test_task_bigger_than_every_agent_is_reported_not_silently_stuck(faults: Fau
     # what task_queued_timeout does when it expires: revoke (cancel the pending job), fail the task
     faults.stack.api("PATCH", f"/dags/faults_too_big/dagRuns/{run_id}/taskInstances/needs_64_slots",
                      {"new_state": "failed"})
-    d = RedisDispatcher.from_url(faults.stack.redis_url, faults.keys.prefix, liveness_s=6, job_ttl_s=600)
-    d.start("fault-test")
-    d.cancel(ref, "revoked")
-    d.stop(terminate=False)
+    faults.cancel(ref, "revoked")
     assert faults.wait("faults_too_big", run_id) == "failed"
     faults.check_ledger("faults_too_big", run_id, expect="failed")
 
