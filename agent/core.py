@@ -7,6 +7,12 @@ Jobs belong to the agent process, not to a WebSocket session. A terminal state i
 jobs, so a reconnect (network cut, gateway restart) loses no result and runs nothing twice: the
 gateway reconciles against Redis and the agent resends what is not yet acked.
 
+A ``run`` is only an offer: the agent claims it (``accepted``, holding its slots) and starts the
+process when ``start`` says Redis recorded the claim. A job the reaper re-placed while its ``run``
+was in flight is therefore refused to the late agent, never started twice. Claims are per
+session: those still unstarted when a session ends are listed as ``assigned`` in the next hello,
+which returns them to pending.
+
 Signals follow the Edge provider: SIGINT drains (no new jobs; running ones finish), SIGTERM drains
 and terminates running jobs (SIGTERM, then SIGKILL after ``kill_grace``). A second signal of
 either kind escalates to terminate. The agent exits once it has no jobs and nothing unacked.
@@ -57,6 +63,9 @@ class Agent:
         self.queues, self.concurrency = settings.queues, settings.concurrency
         self.instance = uuid.uuid4().hex
         self.finished: dict[str, p.StateReport] = {}
+        self.claimed: dict[str, p.Run] = {}
+        self.starting: dict[str, int] = {}
+        self.unstarted: set[str] = set()
         self.cancel_reasons: dict[str, str] = {}
         self.draining = False
         self.maintenance = False
@@ -80,15 +89,18 @@ class Agent:
 
     @property
     def running(self) -> dict[str, int]:
-        return {job: e.slots for job, e in self.runner.procs.items()} if self.runner else {}
+        """Jobs told to start: those whose process is being forked count as running already."""
+        procs = {job: e.slots for job, e in self.runner.procs.items()} if self.runner else {}
+        return {**self.starting, **procs}
 
     @property
     def used(self) -> int:
-        return self.runner.used if self.runner else 0
+        return sum(self.running.values()) + sum(r.slots for r in self.claimed.values())
 
     @property
     def state(self) -> str:
-        return states.derive(has_jobs=bool(self.running), draining=self.draining, maintenance=self.maintenance)
+        return states.derive(has_jobs=bool(self.running or self.claimed), draining=self.draining,
+                             maintenance=self.maintenance)
 
     def record(self) -> dict[str, Any]:
         """This agent as the status stream shows agents (for the local control socket)."""
@@ -108,7 +120,7 @@ class Agent:
     def _done(self) -> bool:
         if self._stopped.is_set():
             return True
-        if not self.draining or self.running:
+        if not self.draining or self.running or self.claimed:
             return False
         if not self.finished:
             return True
@@ -123,7 +135,8 @@ class Agent:
         loop.add_signal_handler(signal.SIGINT, self.drain, False)
         loop.add_signal_handler(signal.SIGTERM, self.drain, True)
         self.runner = Runner(loop, self._job_exited, self.s.execution_api_url)
-        await loop.run_in_executor(None, self.runner.warm)
+        log.info("agent %s: loading Airflow into the task forkserver", self.s.name)
+        await self.runner.warm()
         local = LocalControlServer(self, self.s.name)
         await local.start()
         try:
@@ -179,6 +192,7 @@ class Agent:
 
     async def _session(self, ws: ClientConnection) -> None:
         await ws.send(p.encode(self._hello()).decode())
+        self.unstarted.clear()  # the gateway returns them to pending on this hello
         welcome = p.decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT), allowed=p.GATEWAY_FRAMES)
         if isinstance(welcome, p.Error):
             if close_code_is_fatal(welcome.code):
@@ -208,6 +222,8 @@ class Agent:
             beat.cancel()
             tail.cancel()
             self.ws = None
+            self.unstarted.update(self.claimed)
+            self.claimed.clear()
         code = ws.close_code
         if close_code_is_fatal(code):
             raise FatalConnectError(f"gateway closed the session: {code} {ws.close_reason}")
@@ -217,6 +233,7 @@ class Agent:
     def _hello(self) -> p.Hello:
         jobs = [p.JobStatus(job, p.JobState.RUNNING) for job in self.running]
         jobs += [p.JobStatus(r.job, r.state, r.exit_code) for r in self.finished.values()]
+        jobs += [p.JobStatus(job, p.JobState.ASSIGNED) for job in self.unstarted]
         return p.Hello(name=self.s.name, instance=self.instance, queues=self.queues,
                        concurrency=self.concurrency, versions=_versions(), jobs=tuple(jobs),
                        state=self.state, comments=self.comments)
@@ -264,7 +281,9 @@ class Agent:
 
     async def _handle(self, frame: p.Frame) -> None:
         if isinstance(frame, p.Run):
-            await self._run(frame)
+            await self._claim(frame)
+        elif isinstance(frame, p.Start):
+            self._spawn(self._start(frame.job))  # a fork must not hold up the frames behind it
         elif isinstance(frame, p.Ack):
             self.finished.pop(frame.job, None)
             await self._check_drained()
@@ -275,28 +294,46 @@ class Agent:
         elif isinstance(frame, p.Error):
             log.warning("gateway error %d: %s", frame.code, frame.message)
 
-    async def _run(self, frame: p.Run) -> None:
-        if frame.job in self.running:
-            await self._send(p.Accepted(job=frame.job))
+    async def _claim(self, frame: p.Run) -> None:
+        if frame.job in self.running or frame.job in self.claimed:
+            await self._send(p.Accepted(job=frame.job))  # a resent run: claim again, start once
             return
         if self.state not in p.ACCEPTING_STATES or self.used + frame.slots > self.concurrency:
             await self._send(p.Rejected(job=frame.job, reason=f"agent is {self.state}, {self.used} slots used"))
             return
-        assert self.runner is not None
-        try:
-            pid = self.runner.start(frame.job, frame.workload, frame.slots)
-        except RunnerError as exc:
-            log.error("%s", exc)
-            self.finished[frame.job] = p.StateReport(frame.job, p.JobState.FAILED, None, str(exc))
-            await self._send(self.finished[frame.job])
-            return
-        self.journal.started(frame.job, pid, frame.workload)
-        self.logs.watch(frame.job, frame.workload)
-        log.info("job %s started (pid %d, %d slot(s))", frame.job, pid, frame.slots)
+        self.claimed[frame.job] = frame
         await self._send(p.Accepted(job=frame.job))
 
+    async def _start(self, job: str) -> None:
+        frame = self.claimed.pop(job, None)
+        if frame is None:
+            if job not in self.running and job not in self.finished:
+                # the claim was withdrawn (cancel) before Redis answered: the job must not hang as running
+                self.finished[job] = p.StateReport(job, p.JobState.FAILED, None,
+                                                   "cancelled on the agent before its process started")
+                await self._send(self.finished[job])
+            return
+        assert self.runner is not None
+        self.starting[job] = frame.slots
+        try:
+            pid = await self.runner.start(job, frame.workload, frame.slots)
+        except RunnerError as exc:
+            log.error("%s", exc)
+            self.finished[job] = p.StateReport(job, p.JobState.FAILED, None, str(exc))
+            await self._send(self.finished[job])
+            return
+        finally:
+            del self.starting[job]
+        self.journal.started(job, pid, frame.workload)
+        self.logs.watch(job, frame.workload)
+        log.info("job %s started (pid %d, %d slot(s))", job, pid, frame.slots)
+        if job in self.cancel_reasons:  # cancelled while its process was being forked
+            self.runner.terminate(job, self.s.kill_grace)
+
     def _cancel(self, job: str, reason: str) -> None:
-        if job in self.running and self.runner:
+        if self.claimed.pop(job, None) is not None:
+            log.info("job %s withdrawn before it started: %s", job, reason)
+        elif job in self.running and self.runner:
             log.info("cancelling job %s: %s", job, reason)
             self.cancel_reasons[job] = reason or "cancelled"
             self.runner.terminate(job, self.s.kill_grace)
@@ -341,7 +378,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         self._spawn(self._send(p.AgentStatus(state=self.state, comments=self.comments)))
         if terminate:
-            for job in list(self.running):
+            for job in [*self.running, *self.claimed]:
                 self._cancel(job, "agent shutting down")
         elif self.s.drain_timeout > 0:
             loop.call_later(self.s.drain_timeout, self._drain_timed_out)

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -37,19 +38,23 @@ class Runner:
         self.ctx: ForkServerContext = multiprocessing.get_context("forkserver")  # type: ignore[assignment]
         self.ctx.set_forkserver_preload(["agent.child"])
         self.procs: dict[str, _Proc] = {}
+        # forks go through one thread: the forkserver serves them one at a time anyway, and the
+        # event loop (heartbeats) must never wait for it
+        self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeexec-fork")
 
-    def warm(self) -> None:
-        """Start the forkserver (and import Airflow in it) before the first job arrives."""
-        from multiprocessing import forkserver
+    async def warm(self) -> None:
+        """Return once the forkserver has imported Airflow, so the agent connects only when it can
+        start a task at once. ``ensure_running`` alone returns before the import is done, and the
+        first start would then wait for it (many seconds on a busy host)."""
+        probe = self.ctx.Process(target=spawn.ready, name="edgeexec-warm-up")
+        await self.loop.run_in_executor(self._forker, _start_and_join, probe)
 
-        forkserver.ensure_running()
-
-    def start(self, job: str, workload_json: str, slots: int) -> int:
+    async def start(self, job: str, workload_json: str, slots: int) -> int:
         proc = self.ctx.Process(
             target=spawn.run, args=(workload_json, os.getpid(), self.server), name=f"edgeexec-job-{job}"
         )
         try:
-            proc.start()
+            await self.loop.run_in_executor(self._forker, proc.start)
         except OSError as exc:
             raise RunnerError(f"could not start a process for job {job}: {exc}") from exc
         self.procs[job] = _Proc(proc, slots)
@@ -79,6 +84,8 @@ class Runner:
         if entry.kill_handle is None:
             entry.kill_handle = self.loop.call_later(grace, kill_tree, pid, signal.SIGKILL)
 
-    @property
-    def used(self) -> int:
-        return sum(p.slots for p in self.procs.values())
+
+def _start_and_join(proc: BaseProcess) -> None:
+    proc.start()
+    proc.join()
+    proc.close()

@@ -11,3 +11,7 @@ def run(workload_json: str, agent_pid: int, server: str) -> None:
     from agent.child import run_workload
 
     run_workload(workload_json, agent_pid, server)
+
+
+def ready() -> None:
+    """A no-op job: its start returns once the forkserver has finished its preload."""

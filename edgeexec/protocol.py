@@ -16,7 +16,8 @@ A session is::
       | -- StateReport (buffered, resent) ->  |
       | <------------------------------ Ack  |
       | <------------------------------ Run  |
-      | -- Accepted ---------------------->  |
+      | -- Accepted ---------------------->  |   (the agent claims the job and holds its slots)
+      | <---------------------------- Start  |   (Redis says the job is still this agent's: run it)
       | -- Heartbeat / LogChunk ---------->  |
       | -- StateReport ------------------->  |
       | <------------------------------ Ack  |
@@ -38,7 +39,9 @@ import orjson
 
 from edgeexec.errors import PeerError
 
-PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+PROTOCOL_VERSIONS: tuple[int, ...] = (2,)
+"""Version 2 added ``start``: an agent starts a process only after Redis confirmed the job is its
+own, so a job re-placed while its ``run`` frame was in flight never starts twice."""
 MAX_QUEUE_NAME = 256
 MAX_AGENT_NAME = 253
 MAX_QUEUES = 64
@@ -143,9 +146,13 @@ def _list(value: Any, name: str, frame: str, max_items: int) -> list[Any]:
     return value
 
 
+def _job(d: Mapping[str, Any], frame: str) -> str:
+    return _str(_req(d, "job", frame), "job", frame, 128)
+
+
 def _job_and_reason(d: Mapping[str, Any], frame: str) -> dict[str, str]:
     """The fields of every frame that names a job and says why."""
-    return {"job": _str(_req(d, "job", frame), "job", frame, 128),
+    return {"job": _job(d, frame),
             "reason": _str(d.get("reason", ""), "reason", frame, MAX_REASON)}
 
 
@@ -184,7 +191,11 @@ def _job_state(value: Any, name: str, frame: str) -> JobState:
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
-    """One job the agent still holds, listed in Hello so the gateway can reconcile after a reconnect."""
+    """One job the agent still holds, listed in Hello so the gateway can reconcile after a reconnect.
+
+    ``assigned`` is a job the agent claimed but never started (its ``start`` did not arrive before
+    the session ended): the gateway returns it to pending, whatever Redis recorded meanwhile.
+    """
 
     job: str
     state: JobState
@@ -194,7 +205,7 @@ class JobStatus:
     def from_obj(cls, obj: Any) -> JobStatus:
         d = _dict(obj, "jobs[]", "hello")
         return cls(
-            job=_str(_req(d, "job", "hello.jobs[]"), "job", "hello.jobs[]", 128),
+            job=_job(d, "hello.jobs[]"),
             state=_job_state(_req(d, "state", "hello.jobs[]"), "state", "hello.jobs[]"),
             exit_code=_opt_int(d.get("exit_code"), "exit_code", "hello.jobs[]"),
         )
@@ -307,7 +318,7 @@ class Run:
     def from_dict(cls, d: Mapping[str, Any]) -> Run:
         f = "run"
         return cls(
-            job=_str(_req(d, "job", f), "job", f, 128),
+            job=_job(d, f),
             workload=_str(_req(d, "workload", f), "workload", f),
             slots=_int(d.get("slots", 1), "slots", f, 1, MAX_CONCURRENCY),
         )
@@ -315,14 +326,30 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The agent started the job's process; from now on the job is running there."""
+    """The agent claims the job (its slots are held); it starts the process when ``start`` comes."""
 
     TYPE: ClassVar[str] = "accepted"
     job: str
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Accepted:
-        return cls(job=_str(_req(d, "job", "accepted"), "job", "accepted", 128))
+        return cls(job=_job(d, "accepted"))
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """The claim was recorded: the job is running on this agent from now on, so start its process.
+
+    Sent only after Redis moved the job from assigned to running for this agent. Without it, a
+    job the reaper re-placed while its ``run`` frame was in flight could start on two agents.
+    """
+
+    TYPE: ClassVar[str] = "start"
+    job: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Start:
+        return cls(job=_job(d, "start"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +382,7 @@ class StateReport:
         if state not in (JobState.RUNNING, JobState.SUCCESS, JobState.FAILED):
             raise ProtocolError(f"state.state={state.value!r}: an agent reports only running, success or failed")
         return cls(
-            job=_str(_req(d, "job", f), "job", f, 128),
+            job=_job(d, f),
             state=state,
             exit_code=_opt_int(d.get("exit_code"), "exit_code", f),
             reason=_str(d.get("reason", ""), "reason", f, MAX_REASON),
@@ -372,7 +399,7 @@ class Ack:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Ack:
-        return cls(job=_str(_req(d, "job", "ack"), "job", "ack", 128), state=_job_state(_req(d, "state", "ack"), "state", "ack"))
+        return cls(job=_job(d, "ack"), state=_job_state(_req(d, "state", "ack"), "state", "ack"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +415,7 @@ class LogChunk:
     def from_dict(cls, d: Mapping[str, Any]) -> LogChunk:
         f = "log"
         return cls(
-            job=_str(_req(d, "job", f), "job", f, 128),
+            job=_job(d, f),
             offset=_int(_req(d, "offset", f), "offset", f),
             data=_str(_req(d, "data", f), "data", f),
         )
@@ -486,16 +513,16 @@ class Error:
 
 
 Frame = (
-    Hello | Welcome | Heartbeat | Run | Accepted | Rejected | StateReport | Ack | LogChunk
+    Hello | Welcome | Heartbeat | Run | Accepted | Start | Rejected | StateReport | Ack | LogChunk
     | AgentStatus | Cancel | Command | Bye | Error
 )
 _FRAME_TYPES: dict[str, Any] = {
     cls.TYPE: cls
-    for cls in (Hello, Welcome, Heartbeat, Run, Accepted, Rejected, StateReport, Ack, LogChunk,
+    for cls in (Hello, Welcome, Heartbeat, Run, Accepted, Start, Rejected, StateReport, Ack, LogChunk,
                 AgentStatus, Cancel, Command, Bye, Error)
 }
 AGENT_FRAMES = frozenset({"hello", "heartbeat", "accepted", "rejected", "state", "log", "status", "bye"})
-GATEWAY_FRAMES = frozenset({"welcome", "run", "ack", "cancel", "command", "error"})
+GATEWAY_FRAMES = frozenset({"welcome", "run", "start", "ack", "cancel", "command", "error"})
 
 
 def _plain(value: Any) -> Any:

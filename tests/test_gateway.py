@@ -122,6 +122,7 @@ async def test_job_flows_run_accept_state_ack(gateway: Gateway, dispatcher: Redi
         run = await agent.recv_type(p.Run)
         assert (run.job, run.slots) == (spec.job_id, 1)
         await agent.send(p.Accepted(job=run.job))
+        assert (await agent.recv_type(p.Start)).job == run.job
         await agent.send(p.StateReport(job=run.job, state=p.JobState.SUCCESS, exit_code=0))
         ack = await agent.recv_type(p.Ack)
         assert ack.job == run.job
@@ -159,6 +160,53 @@ async def test_result_produced_while_disconnected_is_delivered_once(
             await agent.recv_type(p.Ack)
     events = await _wait_events(dispatcher, 2)
     assert [e.state for e in events] == [p.JobState.RUNNING, p.JobState.SUCCESS]
+    assert rclient.hget(gateway.keys.agent(name), "used") == "0"
+
+
+async def test_job_replaced_while_its_run_was_in_flight_starts_only_once(
+        gateway: Gateway, dispatcher: RedisDispatcher, rclient: redis.Redis) -> None:
+    """The reaper re-places a job an agent has been sent but not yet claimed (the agent looked
+    dead): the late claim is refused with a cancel, and only the new holder is told to start."""
+    queue = "replace-" + uuid.uuid4().hex[:6]
+    async with _connect(gateway) as ws_a:
+        slow = await _hello(ws_a, _name(), queues=(queue,), concurrency=1)
+        spec = _spec(queue)
+        dispatcher.submit([spec])
+        run = await slow.recv_type(p.Run)
+        rclient.zadd(gateway.keys.heartbeats, {slow.name: 0})  # silent for longer than the liveness timeout
+        dispatcher.sweep()
+        async with _connect(gateway) as ws_b:
+            fresh = await _hello(ws_b, _name(), queues=(queue,), concurrency=1)
+            assert (await fresh.recv_type(p.Run)).job == run.job
+            await slow.send(p.Accepted(job=run.job))
+            cancel = await slow.recv_type(p.Cancel)
+            assert cancel.job == run.job and "foreign" in cancel.reason
+            await fresh.send(p.Accepted(job=run.job))
+            assert (await fresh.recv_type(p.Start)).job == run.job
+    assert rclient.hget(gateway.keys.job(run.job), "agent") == fresh.name
+
+
+async def test_claim_whose_start_was_lost_goes_back_to_pending(
+        gateway: Gateway, dispatcher: RedisDispatcher, rclient: redis.Redis) -> None:
+    """A session that ends between claim and start: the agent lists the job as assigned in its
+    next hello, and the job is offered again instead of being failed as a vanished run."""
+    name, instance, queue = _name(), uuid.uuid4().hex, "lost-start-" + uuid.uuid4().hex[:6]
+    async with _connect(gateway) as ws:
+        agent = await _hello(ws, name, queues=(queue,), concurrency=1, instance=instance)
+        dispatcher.submit([_spec(queue)])
+        run = await agent.recv_type(p.Run)
+        await agent.send(p.Accepted(job=run.job))
+        await agent.recv_type(p.Start)  # Redis has it running; pretend the frame never arrived
+    async with _connect(gateway) as ws:
+        agent = await _hello(ws, name, queues=(queue,), concurrency=1, instance=instance,
+                             jobs=(p.JobStatus(run.job, p.JobState.ASSIGNED),))
+        assert (await agent.recv_type(p.Run)).job == run.job
+        await agent.send(p.Accepted(job=run.job))
+        await agent.recv_type(p.Start)
+        await agent.send(p.StateReport(job=run.job, state=p.JobState.SUCCESS, exit_code=0))
+        await agent.recv_type(p.Ack)
+    events = await _wait_events(dispatcher, 3)
+    assert [e.state for e in events] == [p.JobState.RUNNING, p.JobState.RUNNING, p.JobState.SUCCESS]
     assert rclient.hget(gateway.keys.agent(name), "used") == "0"
 
 
@@ -241,6 +289,7 @@ async def test_malformed_frame_after_hello_closes_with_documented_code(
         ({"queues": ["q" * 257]}, p.CloseCode.INVALID_HELLO, "queue name"),
         ({"name": "no spaces please"}, p.CloseCode.INVALID_HELLO, "agent name"),
         ({"protocols": [99]}, p.CloseCode.UNSUPPORTED_PROTOCOL, "no common protocol version"),
+        ({"protocols": [1]}, p.CloseCode.UNSUPPORTED_PROTOCOL, "no common protocol version"),
         ({"type": "heartbeat", "used": 0}, p.CloseCode.MALFORMED, "unknown frame type 'heartbeat'"),
     ],
 )
@@ -249,7 +298,7 @@ async def test_bad_hello_is_refused_with_documented_code(
         needle: str) -> None:
     """A queue name over 256 characters, a bad name, an unknown protocol: refused and not registered."""
     frame: dict[str, Any] = {"type": "hello", "name": _name(), "instance": "i", "queues": ["q"], "concurrency": 1,
-                             "protocols": [1]}
+                             "protocols": list(p.PROTOCOL_VERSIONS)}
     frame.update(hello)
     async with _connect(gateway) as ws:
         await ws.send(orjson.dumps(frame).decode())

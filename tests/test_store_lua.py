@@ -195,6 +195,30 @@ def test_cancel_pending_and_running(lua: Lua) -> None:
     ps.close()
 
 
+def test_claim_of_a_job_revoked_before_it_started_cancels_it(lua: Lua) -> None:
+    """Revoked while assigned, claimed afterwards: the claim is refused and the job is cancelled
+    (slots back, one event), so the agent never starts a task the scheduler gave up on."""
+    lua.register("a1", 1)
+    lua.submit("r1")
+    assert lua("cancel", "ref-r1", "revoked by scheduler", TTL) == "signalled"
+    assert lua("accept", "a1", "r1", TTL) == "finished"
+    assert (lua.job("r1")["state"], lua.job("r1")["reason"]) == ("cancelled", "revoked by scheduler")
+    assert lua.agent("a1")["used"] == "0"
+    assert [e["state"] for e in lua.events()] == ["cancelled"]
+
+
+def test_claim_reported_unstarted_after_reconnect_is_requeued_not_failed(lua: Lua) -> None:
+    """Hello lists a claimed job as 'assigned' (its start was lost): back to pending and offered
+    again, even though Redis had already recorded it running."""
+    lua.register("a1", 1)
+    lua.submit("j1")
+    assert lua("accept", "a1", "j1", TTL) == "ok"
+    reg = lua.register("a1", 1, instance="i-a1", session="s2", jobs={"j1": "assigned"})
+    assert _claimed_ids(reg[2]) == ["j1"]
+    assert lua.job("j1")["state"] == "assigned" and lua.agent("a1")["used"] == "1"
+    assert [e["state"] for e in lua.events()] == ["running"]
+
+
 def test_resubmitting_a_ref_supersedes_the_pending_job(lua: Lua) -> None:
     """A rescheduled task queued again with the same try gets a new job; the old pending one goes."""
     lua.submit("old", ref="ti:1:1")

@@ -237,8 +237,12 @@ class Gateway:
             await self.store.append_log(frame.job, frame.offset, frame.data)
 
     async def _accepted(self, s: AgentSession, job: str) -> None:
+        """A claim: the agent starts the process only on ``start``, which Redis has just agreed to."""
         result = await self.store.accept(s.name, job)
-        if result != "ok":
+        if result == "ok":
+            await s.send(p.Start(job=job))
+        else:
+            s.sent.discard(job)
             await s.send(p.Cancel(job=job, reason=f"job is {result} on this gateway's records"))
 
     async def _state(self, s: AgentSession, frame: p.StateReport) -> None:

@@ -90,7 +90,7 @@ class GatewayStore:
         return res[0] == "ok", assignments(res[1]), assignments(res[2])
 
     async def accept(self, name: str, job: str) -> str:
-        return str(await self._hot("accept", name, job))
+        return str(await self._hot("accept", name, job, self.ttl_ms))
 
     async def reject(self, name: str, job: str) -> str:
         return str(await self._call("reject", name, job))

@@ -35,14 +35,13 @@ for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
   local r = reported[id]
   if not st or TERMINAL[st] then
     redis.call('SREM', k('ajobs', name), id)
+  elseif r == 'assigned' or (r == nil and st == 'assigned') then
+    -- never started here (not listed, or claimed while its start frame was lost): back to pending
+    redis.call('SREM', k('ajobs', name), id)
+    table.insert(requeue, id)
   elseif r == nil then
-    if st == 'assigned' then
-      redis.call('SREM', k('ajobs', name), id)
-      table.insert(requeue, id)
-    else
-      redis.call('SREM', k('ajobs', name), id)
-      finish(id, 'failed', 'agent ' .. name .. ' restarted and no longer runs this job', '', num(ARGV[14]))
-    end
+    redis.call('SREM', k('ajobs', name), id)
+    finish(id, 'failed', 'agent ' .. name .. ' restarted and no longer runs this job', '', num(ARGV[14]))
   else
     if r == 'running' and st == 'assigned' then
       redis.call('HSET', k('job', id), 'state', 'running', 'started', NOW, 'upd', NOW)

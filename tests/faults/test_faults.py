@@ -146,6 +146,7 @@ def test_same_agent_name_refused_while_alive_then_accepted_once_dead(faults: Fau
     faults.wait_connected([spec.name])
 
 
+@pytest.mark.timeout(3600 if FULL else 600)
 def test_churn_agents_restarted_at_random(faults: Faults) -> None:
     """Short tasks through the fleet while agents are drained, SIGTERMed or SIGKILLed at random."""
     n = 1000 if FULL else 80
