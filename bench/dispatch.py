@@ -211,13 +211,15 @@ def main() -> int:
     args = ap.parse_args()
     _raise_nofile()
     rows = []
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for n in (int(s) for s in args.sizes.split(",")):
         row = measure(n, args.latency_jobs, args.burst)
         print(orjson.dumps(row).decode(), flush=True)
         rows.append(row)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_bytes(orjson.dumps({"at": time.time(), "heartbeat_interval_s": HEARTBEAT,
-                                             "cpus": psutil.cpu_count(), "rows": rows}, option=orjson.OPT_INDENT_2))
+        # after every size: a later size that fails (10 000 sockets on a small box) keeps the others
+        Path(args.out).write_bytes(orjson.dumps({"at": time.time(), "heartbeat_interval_s": HEARTBEAT,
+                                                 "cpus": psutil.cpu_count(), "rows": rows},
+                                                option=orjson.OPT_INDENT_2))
     print(table(rows))
     return 0
 

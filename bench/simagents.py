@@ -3,9 +3,10 @@
     python -m bench.simagents --url ws://127.0.0.1:8765/ws/agent --count 5000 --prefix sim-a --out recv.jsonl
 
 Each agent says hello, heartbeats (with a ping, as the real agent does) at the interval the
-gateway's welcome sets, and answers every ``run`` with ``accepted`` and an immediate ``success``:
-no task process, so the benchmark measures dispatch, not Airflow. Every received ``run`` is
-recorded as (job, agent, receive time) and written to ``--out`` when the process gets SIGTERM.
+gateway's welcome sets, answers every ``run`` with ``accepted`` and every ``start`` with an
+immediate ``success``: no task process, so the benchmark measures dispatch, not Airflow. Every
+received ``run`` is recorded as (job, agent, receive time) and written to ``--out`` when the
+process gets SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import WebSocketException
 
 from edgeexec import protocol as p
 
@@ -38,7 +39,8 @@ async def _agent(url: str, token: str, name: str, queue: str, concurrency: int, 
                 await ws.send(p.encode(p.Hello(name=name, instance=uuid.uuid4().hex, queues=(queue,),
                                                concurrency=concurrency)).decode())
                 welcome = p.decode(await ws.recv())
-                assert isinstance(welcome, p.Welcome), welcome
+                if not isinstance(welcome, p.Welcome):  # e.g. a hello timeout while the gateway was swamped
+                    raise ConnectionError(f"{name}: gateway answered hello with {welcome}")
                 await ready.put(name)
                 beat = asyncio.create_task(_heartbeats(ws, welcome.heartbeat_interval))
                 try:
@@ -46,7 +48,9 @@ async def _agent(url: str, token: str, name: str, queue: str, concurrency: int, 
                 finally:
                     beat.cancel()
                 return
-        except (OSError, ConnectionClosed, TimeoutError):
+        except (OSError, WebSocketException, TimeoutError, p.ProtocolError) as exc:
+            if attempt >= 2:
+                print(f"{name}: attempt {attempt + 1} failed: {exc}", flush=True)
             await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt) * random.random())
 
 
@@ -66,6 +70,7 @@ async def _serve(ws: ClientConnection, name: str) -> None:
         if isinstance(frame, p.Run):
             RECEIVED.append((frame.job, name, now))
             await ws.send(p.encode(p.Accepted(job=frame.job)).decode())
+        elif isinstance(frame, p.Start):
             await ws.send(p.encode(p.StateReport(job=frame.job, state=p.JobState.SUCCESS, exit_code=0)).decode())
 
 
