@@ -116,6 +116,31 @@ class Faults:
     def running_count(self, dag_id: str, run_id: str) -> int:
         return sum(1 for t in self.tis(dag_id, run_id) if t.state == "running")
 
+    # ------------------------------------------------------------------ when a test fails
+
+    def diagnose(self) -> str:
+        """A short account of the deployment for a failed test: which processes died, where the
+        tasks and jobs stand, each agent's record, and the scheduler's latest warnings."""
+        lines = [f"dead processes: {[(n, p.popen.returncode) for n, p in self.stack.procs.items() if not p.alive()]}"]
+        with self.db.connect() as c:
+            rows = c.execute(sa.text("select dag_id, state, count(*) from task_instance "
+                                     "where state not in ('success', 'failed', 'skipped', 'upstream_failed') "
+                                     "group by dag_id, state"))
+            lines.append(f"unfinished task instances: {[tuple(r) for r in rows]}")
+        jobs: collections.Counter[tuple[str, str]] = collections.Counter()
+        for key in self.redis.scan_iter(self.keys.job("*"), count=1000):
+            state, agent = self.redis.hmget(key, "state", "agent")
+            if state not in ("success", "failed", "cancelled"):
+                jobs[(str(state), str(agent))] += 1
+        lines.append(f"unfinished jobs by (state, agent): {dict(jobs)}")
+        for name in self.agents:
+            rec = self.redis.hmget(self.keys.agent(name), "connected", "state", "used", "instance", "gw")
+            lines.append(f"agent {name}: connected={rec[0]} state={rec[1]} used={rec[2]} instance={rec[3]} "
+                         f"gw={rec[4]} pid={self.agent(name).pid} alive={self.agent(name).alive()}")
+        noted = [ln for ln in self.stack.procs["scheduler"].tail(2000).splitlines() if "WARNING" in ln or "ERROR" in ln]
+        lines += ["scheduler warnings:", *[ln[:300] for ln in noted[-12:]]]
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ the ledger
 
     def starts(self) -> list[dict[str, Any]]:
@@ -199,6 +224,19 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
         netcut.stop()
         rs.stop()
         pg.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed fault test reports the deployment's state with its failure (CI keeps no logs)."""
+    outcome = yield
+    report = outcome.get_result()
+    faults = getattr(item, "funcargs", {}).get("faults")
+    if report.when == "call" and report.failed and isinstance(faults, Faults):
+        try:
+            report.sections.append(("deployment state", faults.diagnose()))
+        except Exception as exc:  # noqa: BLE001 - a report must not hide the failure it explains
+            report.sections.append(("deployment state", f"could not be read: {exc!r}"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
