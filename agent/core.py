@@ -143,6 +143,7 @@ class Agent:
             return await self._serve()
         finally:
             await local.stop()
+            await self.runner.close()
 
     async def _serve(self) -> int:
         log.info("agent %s ready: queues=%s concurrency=%d gateway=%s",

@@ -1,8 +1,14 @@
-"""Starts each workload in its own process, forked from a forkserver with Airflow preloaded."""
+"""Starts each workload in its own process, forked from a forkserver with Airflow preloaded.
+
+One process is always forked ahead and waits on a pipe (the standby): a job's start hands it
+the workload, so the fork (about 10 ms with Airflow's heap) is off the job's critical path,
+as a worker pool's idle process is. The next standby is forked right after.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -10,6 +16,7 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 
@@ -19,6 +26,7 @@ from agent.proctree import kill_tree
 
 log = logging.getLogger(__name__)
 ExitCallback = Callable[[str, int], None]
+REFILL_DELAY_S = 0.3
 
 
 @dataclass
@@ -26,6 +34,12 @@ class _Proc:
     process: BaseProcess
     slots: int
     kill_handle: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Standby:
+    process: BaseProcess
+    conn: Connection
 
 
 class Runner:
@@ -36,31 +50,87 @@ class Runner:
         self.on_exit = on_exit
         self.server = server
         self.ctx: ForkServerContext = multiprocessing.get_context("forkserver")  # type: ignore[assignment]
-        self.ctx.set_forkserver_preload(["agent.child"])
+        self.ctx.set_forkserver_preload(["agent.child", "agent.cli"])
         self.procs: dict[str, _Proc] = {}
         # forks go through one thread: the forkserver serves them one at a time anyway, and the
         # event loop (heartbeats) must never wait for it
         self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeexec-fork")
+        self._standby: asyncio.Future[_Standby] | None = None
+        self._waiting: list[_Standby] = []  # forked and not yet given a job
+        self._closed = False
 
     async def warm(self) -> None:
-        """Return once the forkserver has imported Airflow, so the agent connects only when it can
-        start a task at once. ``ensure_running`` alone returns before the import is done, and the
-        first start would then wait for it (many seconds on a busy host)."""
-        probe = self.ctx.Process(target=spawn.ready, name="edgeexec-warm-up")
-        await self.loop.run_in_executor(self._forker, _start_and_join, probe)
+        """Return once the forkserver has imported Airflow and the first standby is forked, so the
+        agent connects only when it can start a task at once (the preload takes many seconds on
+        a busy host, and a start would otherwise wait for it)."""
+        self._refill()
+        assert self._standby is not None
+        await self._standby
+
+    def _refill(self) -> None:
+        if self._standby is None and not self._closed:
+            self._standby = asyncio.ensure_future(self.loop.run_in_executor(self._forker, self._fork_standby))
+
+    def _fork_standby(self) -> _Standby:
+        receive, send = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(target=spawn.standby, args=(receive, os.getpid(), self.server),
+                                name="edgeexec-standby")
+        proc.start()
+        receive.close()
+        standby = _Standby(proc, send)
+        self._waiting.append(standby)
+        return standby
+
+    async def _take_standby(self) -> _Standby:
+        self._refill()
+        if self._standby is None:
+            raise RunnerError("the agent is stopping: no new task processes")
+        pending, self._standby = self._standby, None
+        standby = await pending
+        self._waiting.remove(standby)
+        # The next one is forked a moment later, not while this job's process starts up on the same
+        # cores; a start that comes sooner forks its own at once (above).
+        self.loop.call_later(REFILL_DELAY_S, self._refill)
+        return standby
 
     async def start(self, job: str, workload_json: str, slots: int) -> int:
-        proc = self.ctx.Process(
-            target=spawn.run, args=(workload_json, os.getpid(), self.server), name=f"edgeexec-job-{job}"
-        )
-        try:
-            await self.loop.run_in_executor(self._forker, proc.start)
-        except OSError as exc:
-            raise RunnerError(f"could not start a process for job {job}: {exc}") from exc
-        self.procs[job] = _Proc(proc, slots)
-        self.loop.add_reader(proc.sentinel, self._reap, job)
-        assert proc.pid is not None
-        return proc.pid
+        for attempt in (1, 2):  # a standby that died while waiting (OOM killer, a stray signal): take the next
+            try:
+                standby = await self._take_standby()
+            except OSError as exc:
+                raise RunnerError(f"could not start a process for job {job}: {exc}") from exc
+            try:
+                standby.conn.send_bytes(workload_json.encode())
+            except OSError as exc:
+                log.warning("standby process %s was gone (%s); using the next one", standby.process.pid, exc)
+                standby.process.join(timeout=1)
+                if attempt == 2:
+                    raise RunnerError(f"could not start a process for job {job}: {exc}") from exc
+                continue
+            finally:
+                standby.conn.close()
+            self.procs[job] = _Proc(standby.process, slots)
+            self.loop.add_reader(standby.process.sentinel, self._reap, job)
+            assert standby.process.pid is not None
+            return standby.process.pid
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        """Let the standbys go: closing a standby's pipe ends it (so does the agent's death). Left
+        open, multiprocessing's exit handler would wait for them forever."""
+        self._closed = True
+        pending, self._standby = self._standby, None
+        if pending is not None:
+            with contextlib.suppress(OSError):
+                await pending
+        for standby in self._waiting:
+            standby.conn.close()
+        for standby in self._waiting:
+            await self.loop.run_in_executor(self._forker, standby.process.join, 5)
+            if standby.process.exitcode is None:
+                standby.process.kill()
+        self._waiting.clear()
+        self._forker.shutdown(wait=False)
 
     def _reap(self, job: str) -> None:
         entry = self.procs.pop(job, None)
@@ -84,8 +154,3 @@ class Runner:
         if entry.kill_handle is None:
             entry.kill_handle = self.loop.call_later(grace, kill_tree, pid, signal.SIGKILL)
 
-
-def _start_and_join(proc: BaseProcess) -> None:
-    proc.start()
-    proc.join()
-    proc.close()

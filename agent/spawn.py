@@ -6,6 +6,8 @@ has ``agent.child`` preloaded, so this import costs nothing in the forked child.
 
 from __future__ import annotations
 
+from multiprocessing.connection import Connection
+
 
 def run(workload_json: str, agent_pid: int, server: str) -> None:
     from agent.child import run_workload
@@ -13,5 +15,13 @@ def run(workload_json: str, agent_pid: int, server: str) -> None:
     run_workload(workload_json, agent_pid, server)
 
 
-def ready() -> None:
-    """A no-op job: its start returns once the forkserver has finished its preload."""
+def standby(conn: Connection, agent_pid: int, server: str) -> None:
+    """Forked ahead of need: wait for a workload, then run it. The agent closing the pipe (it is
+    stopping, or died) ends the wait."""
+    try:
+        workload_json = conn.recv_bytes().decode()
+    except (EOFError, OSError):
+        return
+    finally:
+        conn.close()
+    run(workload_json, agent_pid, server)
