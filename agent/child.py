@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 # Heavy imports on purpose, at module level: the forkserver pays them once.
 from airflow.executors.base_executor import BaseExecutor
@@ -75,7 +76,13 @@ def _build_task_sdk_caches() -> None:
     the plugins and listeners the task runner loads, and the DAG-parsing modules it imports
     (about a hundred). A worker process that lives across tasks (Celery's) pays that once."""
     try:
-        import airflow.dag_processing.dagbag  # noqa: F401 - inherited by every task process
+        # modules a task process would import: DAG parsing, the supervisor's remote-log lookup,
+        # the Connection class its secrets backends are built with, its process title
+        import airflow.dag_processing.dagbag
+        import airflow.sdk._shared.logging.factory
+        import airflow.sdk._shared.logging.remote
+        import airflow.sdk.definitions.connection  # noqa: F401
+        import setproctitle  # noqa: F401
         from airflow.sdk.api.client import Client
         from airflow.sdk.listener import get_listener_manager
 
@@ -86,7 +93,49 @@ def _build_task_sdk_caches() -> None:
                     exc_info=True)
 
 
+def _wait_for_zombie(pid: int, timeout: float) -> None:
+    """Block until ``pid`` has exited (without reaping it) or ``timeout`` passes."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel): sleep as the supervisor would have
+        time.sleep(timeout)
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def _supervisor_wakes_on_task_exit() -> None:
+    """Make the Task SDK supervisor notice its task process's exit at once.
+
+    The task process closes its sockets, then exits. A supervisor that sees the last socket close
+    before the exit is complete finds the process still alive, then waits on a selector that has
+    nothing left to watch for ``[workers] min_heartbeat_interval`` (5 s by default) before it
+    looks again: measured here, a third of 50 trivial tasks held their slot 5 s instead of 0.2 s.
+    With no socket left open, wait on the process itself (a pidfd) for the same time instead;
+    it returns the moment the process exits. Behaviour is otherwise unchanged, and a Task SDK
+    whose supervisor no longer looks like this is left alone.
+    """
+    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+    original = ActivitySubprocess._service_subprocess
+    fields = {f.name for f in getattr(ActivitySubprocess, "__attrs_attrs__", ())}
+    if not {"pid", "_exit_code", "_open_sockets"} <= fields:
+        log.warning("Task SDK supervisor changed shape; task exits are noticed at its own pace")
+        return
+
+    def service(self: Any, max_wait_time: float, *args: Any, **kwargs: Any) -> int | None:
+        if self._exit_code is None and not self._open_sockets and max_wait_time > 0:
+            _wait_for_zombie(self.pid, max_wait_time)
+            max_wait_time = 0
+        return original(self, max_wait_time, *args, **kwargs)  # type: ignore[no-any-return]
+
+    ActivitySubprocess._service_subprocess = service  # type: ignore[method-assign]
+
+
 _build_task_sdk_caches()
+_supervisor_wakes_on_task_exit()
 
 # Last statement of the forkserver's preload: move everything imported so far out of the garbage
 # collector's reach. A collection in a forked child otherwise writes to every tracked object of
