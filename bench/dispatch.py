@@ -57,14 +57,20 @@ def _cpu(proc: psutil.Process) -> float:
     return float(t.user + t.system)
 
 
+def _busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
 
 
 class Fleet:
-    def __init__(self, n: int, tmp: Path) -> None:
-        self.n, self.tmp = n, tmp
+    def __init__(self, n: int, tmp: Path, concurrency: int) -> None:
+        self.n, self.tmp, self.concurrency = n, tmp, concurrency
         self.redis = RedisServer(tmp / "redis").start()
         self.keys = Keys("bench" + uuid.uuid4().hex[:6])
         self.port = free_port()
@@ -86,7 +92,8 @@ class Fleet:
             count = min(PER_PROCESS, self.n - i * PER_PROCESS)
             out = self.tmp / f"recv-{i}.jsonl"
             proc = Proc([sys.executable, "-m", "bench.simagents", "--url", f"ws://127.0.0.1:{self.port}/ws/agent",
-                         "--count", str(count), "--prefix", f"sim{i}", "--out", str(out)],
+                         "--count", str(count), "--prefix", f"sim{i}", "--out", str(out),
+                         "--concurrency", str(self.concurrency)],
                         env={**os.environ, "AIRFLOW__EDGEEXEC__TOKEN": SECRET}, log=self.tmp / f"sim-{i}.log", cwd=ROOT)
             self.sims.append((proc, out))
         wait_for(lambda: self.connected() >= self.n, 600, f"{self.n} simulated agents to connect", 0.5)
@@ -134,10 +141,10 @@ def _drain_events(d: RedisDispatcher, want: set[str], timeout: float) -> dict[st
     return seen
 
 
-def measure(n: int, latency_jobs: int, burst: int) -> dict[str, Any]:
+def measure(n: int, latency_jobs: int, burst: int, concurrency: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"edgeexec-bench-{n}-"))
-    fleet = Fleet(n, tmp)
-    out: dict[str, Any] = {"agents": n}
+    fleet = Fleet(n, tmp, concurrency)
+    out: dict[str, Any] = {"agents": n, "agent_concurrency": concurrency}
     try:
         out["connect_s"] = round(fleet.connect(), 2)
         time.sleep(2)
@@ -163,6 +170,9 @@ def measure(n: int, latency_jobs: int, burst: int) -> dict[str, Any]:
         _drain_events(d, set(submitted), 120)
 
         burst_jobs = [_spec() for _ in range(burst)]
+        loadgen = [psutil.Process(), *(psutil.Process(proc.pid) for proc, _ in fleet.sims)]
+        redis_proc = psutil.Process(fleet.redis.proc.pid) if fleet.redis.proc else None
+        l0, r0, m0 = sum(map(_cpu, loadgen)), _cpu(redis_proc) if redis_proc else 0.0, _busy()
         c0, t0 = _cpu(fleet.gw), time.monotonic()
         for i in range(0, burst, 500):
             d.submit(burst_jobs[i:i + 500])
@@ -171,6 +181,10 @@ def measure(n: int, latency_jobs: int, burst: int) -> dict[str, Any]:
         out["burst_jobs"] = burst
         out["jobs_per_s"] = round(burst / elapsed, 0)
         out["burst_gateway_cpu_pct"] = round(100 * (_cpu(fleet.gw) - c0) / elapsed, 1)
+        # where the rest of the machine went: is the gateway the limit, or the box?
+        out["burst_loadgen_cpu_pct"] = round(100 * (sum(map(_cpu, loadgen)) - l0) / elapsed, 1)
+        out["burst_redis_cpu_pct"] = round(100 * ((_cpu(redis_proc) if redis_proc else 0.0) - r0) / elapsed, 1)
+        out["burst_machine_busy_pct"] = round(100 * (_busy() - m0) / elapsed / (psutil.cpu_count() or 1), 1)
         finished = sum(1 for s in burst_jobs if seen.get(s.job_id, [])[-1:] == ["success"])
         out["burst_finished"] = finished
 
@@ -192,7 +206,8 @@ def measure(n: int, latency_jobs: int, burst: int) -> dict[str, Any]:
 
 
 COLUMNS = ("agents", "connect_s", "idle_gateway_cpu_pct", "rss_kb_per_agent", "cpu_us_per_heartbeat",
-           "latency_ms_p50", "latency_ms_p99", "jobs_per_s", "burst_gateway_cpu_pct", "used_slots_after",
+           "latency_ms_p50", "latency_ms_p99", "jobs_per_s", "burst_gateway_cpu_pct", "burst_loadgen_cpu_pct",
+           "burst_redis_cpu_pct", "burst_machine_busy_pct", "used_slots_after",
            "received_twice")
 
 
@@ -207,13 +222,14 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,100,1000,10000")
     ap.add_argument("--latency-jobs", type=int, default=300)
     ap.add_argument("--burst", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=8, help="slots per simulated agent (the agent's default)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dispatch.json"))
     args = ap.parse_args()
     _raise_nofile()
     rows = []
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for n in (int(s) for s in args.sizes.split(",")):
-        row = measure(n, args.latency_jobs, args.burst)
+        row = measure(n, args.latency_jobs, args.burst, args.concurrency)
         print(orjson.dumps(row).decode(), flush=True)
         rows.append(row)
         # after every size: a later size that fails (10 000 sockets on a small box) keeps the others

@@ -39,7 +39,8 @@ def dispatch_section(d: dict[str, Any]) -> list[str]:
     by = {r["agents"]: r for r in rows}
     lines = ["## 1. Dispatch micro-benchmark", "",
              "One `edgeexec gateway` process, N simulated agents (real WebSocket sessions speaking the agent",
-             "protocol, up to 5 000 per process, answering each `run` at once), a private `redis-server`, jobs",
+             "protocol, up to 5 000 per process, answering each `run` at once, "
+             f"{rows[0].get('agent_concurrency', 4)} slots each), a private `redis-server`, jobs",
              "submitted through `RedisDispatcher` (the scheduler's code). Heartbeats every "
              f"{d['heartbeat_interval_s']:g} s, each with a ping.", "",
              "```bash", "make bench            # or: .venv-bench/bin/python -m bench.dispatch --sizes 1,100,1000,10000",
@@ -47,6 +48,9 @@ def dispatch_section(d: dict[str, Any]) -> list[str]:
     lines += _table(rows, [("agents", "agents"), ("connect_s", "connect s"), ("latency_ms_p50", "enqueue→agent p50 ms"),
                            ("latency_ms_p99", "p99 ms"), ("jobs_per_s", "jobs/s (burst)"),
                            ("burst_gateway_cpu_pct", "gateway CPU % in burst"),
+                           ("burst_loadgen_cpu_pct", "simulated agents + submitter CPU % in burst"),
+                           ("burst_redis_cpu_pct", "Redis CPU % in burst"),
+                           ("burst_machine_busy_pct", "machine busy % in burst (all cores)"),
                            ("idle_gateway_cpu_pct", "gateway CPU % idle"), ("rss_kb_per_agent", "RSS KB / agent"),
                            ("cpu_us_per_heartbeat", "gateway CPU µs / heartbeat"),
                            ("used_slots_after", "slots used after"), ("received_twice", "jobs received twice")])

@@ -105,7 +105,7 @@ if __name__ == "__main__":
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--queue", default="bench")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--out", required=True)
     _raise_nofile()
     asyncio.run(main(ap.parse_args()))
