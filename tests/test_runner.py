@@ -4,6 +4,7 @@ standby processes, exits reported on the event loop, nothing left behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -92,20 +93,25 @@ def test_an_agent_that_exits_leaves_no_standby_behind() -> None:
         "    await asyncio.sleep(3600)\n"
         "asyncio.run(main())\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = ""
-    while not line.startswith("standby "):
-        line = proc.stdout.readline()
-        assert line, "the agent stand-in exited early"
-    standby = int(line.split()[1])
-    assert psutil.pid_exists(standby)
-    proc.kill()
-    proc.wait(10)
-    deadline = time.monotonic() + 30
-    while psutil.pid_exists(standby) and psutil.Process(standby).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the standby outlived its agent"
-        time.sleep(0.1)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not line.startswith("standby "):
+            line = proc.stdout.readline()
+            assert line, "the agent stand-in exited early"
+        standby = int(line.split()[1])
+        assert psutil.pid_exists(standby)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(standby) and psutil.Process(standby).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the standby outlived its agent"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the stand-in and its forkserver, whatever happened
+        proc.wait(10)
 
 
 def test_the_task_sdk_supervisor_still_has_the_shape_the_exit_wake_relies_on() -> None:
