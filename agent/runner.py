@@ -2,7 +2,8 @@
 
 One process is always forked ahead and waits on a pipe (the standby): a job's start hands it
 the workload, so the fork (about 10 ms with Airflow's heap) is off the job's critical path,
-as a worker pool's idle process is. The next standby is forked right after.
+as a worker pool's idle process is. The next standby is forked a moment later (``REFILL_DELAY_S``),
+so that it does not compete with the starting task for the cores.
 """
 
 from __future__ import annotations
