@@ -9,7 +9,6 @@ so that it does not compete with the starting task for the cores.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -56,8 +55,7 @@ class Runner:
         # forks go through one thread: the forkserver serves them one at a time anyway, and the
         # event loop (heartbeats) must never wait for it
         self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeexec-fork")
-        self._standby: asyncio.Future[_Standby] | None = None
-        self._waiting: list[_Standby] = []  # forked and not yet given a job
+        self._standby: asyncio.Future[_Standby] | None = None  # the one forked ahead, not yet given a job
         self._closed = False
 
     async def warm(self) -> None:
@@ -78,9 +76,7 @@ class Runner:
                                 name="edgeexec-standby")
         proc.start()
         receive.close()
-        standby = _Standby(proc, send)
-        self._waiting.append(standby)
-        return standby
+        return _Standby(proc, send)
 
     async def _take_standby(self) -> _Standby:
         self._refill()
@@ -88,7 +84,6 @@ class Runner:
             raise RunnerError("the agent is stopping: no new task processes")
         pending, self._standby = self._standby, None
         standby = await pending
-        self._waiting.remove(standby)
         # The next one is forked a moment later, not while this job's process starts up on the same
         # cores; a start that comes sooner forks its own at once (above).
         self.loop.call_later(REFILL_DELAY_S, self._refill)
@@ -117,20 +112,20 @@ class Runner:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        """Let the standbys go: closing a standby's pipe ends it (so does the agent's death). Left
-        open, multiprocessing's exit handler would wait for them forever."""
+        """Let the standby go: closing its pipe ends it (so does the agent's death). Left open,
+        multiprocessing's exit handler would wait for it forever."""
         self._closed = True
         pending, self._standby = self._standby, None
         if pending is not None:
-            with contextlib.suppress(OSError):
-                await pending
-        for standby in self._waiting:
-            standby.conn.close()
-        for standby in self._waiting:
-            await self.loop.run_in_executor(self._forker, standby.process.join, 5)
-            if standby.process.exitcode is None:
-                standby.process.kill()
-        self._waiting.clear()
+            try:
+                standby = await pending
+            except OSError:
+                standby = None
+            if standby is not None:
+                standby.conn.close()
+                await self.loop.run_in_executor(self._forker, standby.process.join, 5)
+                if standby.process.exitcode is None:
+                    standby.process.kill()
         self._forker.shutdown(wait=False)
 
     def _reap(self, job: str) -> None:

@@ -72,7 +72,8 @@ async def test_close_leaves_no_process_and_refuses_new_starts() -> None:
     exits = _Exits()
     runner = Runner(asyncio.get_running_loop(), exits, "http://127.0.0.1:1/execution/")
     await runner.warm()
-    standbys = [s.process.pid for s in runner._waiting]
+    assert runner._standby is not None
+    standbys = [(await runner._standby).process.pid]
     assert standbys and all(pid in _children() for pid in standbys)
     await runner.close()
     assert not any(psutil.pid_exists(pid) for pid in standbys)
