@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from edgeexec.protocol import FATAL_CLOSE_CODES
+
 RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
-FATAL_CLOSE = frozenset({4400, 4403, 4422, 4426})
 
 
 def backoff_delay(attempt: int, jitter: float, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff: a fleet restarting at once does not reconnect in lockstep.
+    """Exponential backoff with "equal jitter" (half fixed, half random): a fleet restarting at once
+    does not reconnect in lockstep, and no agent retries sooner than half the ceiling.
 
     ``jitter`` is a number in [0, 1) supplied by the caller (random.random() in production).
     """
@@ -22,4 +24,4 @@ def http_status_is_fatal(status: int) -> bool:
 
 def close_code_is_fatal(code: int | None) -> bool:
     """The gateway closed us for a reason only a configuration change fixes."""
-    return code in FATAL_CLOSE
+    return code in FATAL_CLOSE_CODES

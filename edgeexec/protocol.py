@@ -29,6 +29,8 @@ highest one it also speaks and names it in ``Welcome.protocol``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -39,9 +41,19 @@ import orjson
 
 from edgeexec.errors import PeerError
 
-PROTOCOL_VERSIONS: tuple[int, ...] = (2,)
+PROTOCOL_VERSIONS: tuple[int, ...] = (2, 3)
 """Version 2 added ``start``: an agent starts a process only after Redis confirmed the job is its
-own, so a job re-placed while its ``run`` frame was in flight never starts twice."""
+own, so a job re-placed while its ``run`` frame was in flight never starts twice. Version 3 sends
+log pieces as raw bytes (base64, field ``b64``), so a log is byte-exact whatever a task writes; a
+version-2 agent's text pieces are still accepted."""
+MAX_LOG_PIECE = 64 * 1024
+"""Raw bytes in one ``log`` frame: the agent splits larger reads, the gateway refuses larger pieces."""
+
+
+def log_piece_limit(max_frame: int) -> int:
+    """Raw bytes per ``log`` frame such that the frame (base64 is 4/3, plus the envelope) fits in
+    the gateway's ``max_frame`` (told in ``welcome``)."""
+    return max(1024, min(MAX_LOG_PIECE, (max_frame - 1024) * 3 // 4))
 MAX_QUEUE_NAME = 256
 MAX_AGENT_NAME = 253
 MAX_QUEUES = 64
@@ -52,7 +64,7 @@ _QUEUE_FORBIDDEN = re.compile(r"[\s,\x00-\x1f]")
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes the gateway uses; documented in docs/protocol.md."""
+    """WebSocket close codes the gateway uses; what each means and does is :data:`CLOSE_POLICY`."""
 
     NORMAL = 1000
     GOING_AWAY = 1001
@@ -65,6 +77,51 @@ class CloseCode(IntEnum):
     UNSUPPORTED_PROTOCOL = 4426
     INVALID_HELLO = 4422
     SESSION_REPLACED = 4410
+    SILENT = 4411
+    """No frame from the agent for longer than its liveness window (the transport may be half dead)."""
+    NOT_YOURS = 4412
+    """A frame named a job this session does not hold: a broken or hostile agent, cut off."""
+    OVER_BUDGET = 4429
+    """The agent exceeded a per-session budget (frames per second, log bytes); it may reconnect."""
+    SLOW_READER = 4430
+    """The agent stopped reading its socket: its send queue filled or a send timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePolicy:
+    meaning: str
+    fatal: bool = False
+    """Only a configuration change fixes it: the agent exits (code 2) instead of reconnecting."""
+
+
+CLOSE_POLICY: dict[CloseCode, ClosePolicy] = {
+    CloseCode.NORMAL: ClosePolicy("normal close (after `bye`, or the agent re-registers)"),
+    CloseCode.GOING_AWAY: ClosePolicy("gateway shutting down"),
+    CloseCode.MESSAGE_TOO_BIG: ClosePolicy("frame larger than `max_frame_bytes`"),
+    CloseCode.TRY_AGAIN_LATER: ClosePolicy("the gateway lost its Redis connection while serving the session "
+                                           "(Redis restart, Sentinel failover); running jobs and unacked results "
+                                           "are resent in `hello`"),
+    CloseCode.MALFORMED: ClosePolicy("malformed frame: not JSON, unknown `type`, wrong field type; the `error` "
+                                     "frame names the field", fatal=True),
+    CloseCode.FORBIDDEN: ClosePolicy("forbidden: the token does not allow this, or it was revoked or expired",
+                                     fatal=True),
+    CloseCode.HELLO_TIMEOUT: ClosePolicy("no `hello` within `hello_timeout`"),
+    CloseCode.NAME_IN_USE: ClosePolicy("another live process already uses this agent name (succeeds once the "
+                                       "other is gone)"),
+    CloseCode.SESSION_REPLACED: ClosePolicy("a newer session of the same agent replaced this one"),
+    CloseCode.SILENT: ClosePolicy("no frame from the agent for longer than its liveness window"),
+    CloseCode.NOT_YOURS: ClosePolicy("too many frames named jobs this session does not hold (a broken or "
+                                     "hostile agent); none was written"),
+    CloseCode.INVALID_HELLO: ClosePolicy("invalid `hello` (bad name, queue name, concurrency)", fatal=True),
+    CloseCode.UNSUPPORTED_PROTOCOL: ClosePolicy("no common protocol version", fatal=True),
+    CloseCode.OVER_BUDGET: ClosePolicy("the agent exceeded a budget: `max_frames_per_second` or "
+                                       "`max_log_bytes_per_second`"),
+    CloseCode.SLOW_READER: ClosePolicy("the agent stopped reading its socket: its send queue filled or a send "
+                                       "took longer than `send_timeout`"),
+}
+"""The one home of the close-code policy: the agent's reconnect decision, the gateway's ``retry``
+flag and docs/protocol.md's table are all derived from it."""
+FATAL_CLOSE_CODES = frozenset(int(c) for c, policy in CLOSE_POLICY.items() if policy.fatal)
 
 
 class JobState(StrEnum):
@@ -263,6 +320,8 @@ class Welcome:
     maintenance: bool = False
     """The fleet's record says this agent is in maintenance (it survives agent restarts)."""
     comments: str = ""
+    maintenance_cleared: bool = False
+    """An operator ended this agent's maintenance while it was away: the agent leaves maintenance."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Welcome:
@@ -278,12 +337,13 @@ class Welcome:
             warnings=tuple(_str(w, "warnings[]", f, MAX_REASON) for w in _list(d.get("warnings", []), "warnings", f, 16)),
             maintenance=_bool(d.get("maintenance", False), "maintenance", f),
             comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
+            maintenance_cleared=_bool(d.get("maintenance_cleared", False), "maintenance_cleared", f),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Liveness plus system metrics; the gateway stores it and scores the agent's last-seen time."""
+    """Liveness plus system metrics; the gateway stores them and moves the agent's liveness deadline."""
 
     TYPE: ClassVar[str] = "heartbeat"
     used: int
@@ -404,21 +464,40 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class LogChunk:
-    """A piece of a job's log, by character offset so a resend is idempotent."""
+    """A piece of a job's log file: raw bytes at a *byte* offset in the agent's file.
+
+    Bytes travel base64-encoded (``b64``) so every byte a task writes, invalid UTF-8 and
+    characters split across pieces included, is stored exactly; the offset makes a resend after
+    a reconnect idempotent. A version-2 agent sends text in ``data`` instead (UTF-8 on arrival).
+    """
 
     TYPE: ClassVar[str] = "log"
     job: str
     offset: int
-    data: str
+    b64: str
+
+    @classmethod
+    def of(cls, job: str, offset: int, data: bytes) -> LogChunk:
+        return cls(job=job, offset=offset, b64=base64.b64encode(data).decode())
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.b64)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LogChunk:
         f = "log"
-        return cls(
-            job=_job(d, f),
-            offset=_int(_req(d, "offset", f), "offset", f),
-            data=_str(_req(d, "data", f), "data", f),
-        )
+        if "data" in d and "b64" not in d:  # a version-2 agent
+            raw = _str(d["data"], "data", f, MAX_LOG_PIECE).encode()
+        else:
+            text = _str(_req(d, "b64", f), "b64", f, 4 * MAX_LOG_PIECE // 3 + 4)
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ProtocolError("log.b64 is not valid base64; send the piece's raw bytes base64-encoded") from None
+        if len(raw) > MAX_LOG_PIECE:
+            raise ProtocolError(f"log piece is {len(raw)} bytes; the limit is {MAX_LOG_PIECE}: split it")
+        return cls.of(_job(d, f), _int(_req(d, "offset", f), "offset", f), raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +532,7 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An operator command for the agent: maintenance on/off, drain, shutdown."""
+    """An operator command for the agent: maintenance on/off, drain, shutdown, set queues or concurrency."""
 
     TYPE: ClassVar[str] = "command"
     action: str

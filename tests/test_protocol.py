@@ -22,7 +22,7 @@ FRAMES: list[p.Frame] = [
     p.Rejected(job="j1", reason="draining"),
     p.StateReport(job="j1", state=p.JobState.FAILED, exit_code=1, reason="exit code 1"),
     p.Ack(job="j1", state=p.JobState.SUCCESS),
-    p.LogChunk(job="j1", offset=10, data="line\n"),
+    p.LogChunk.of("j1", 10, b"line \xc3\n\xff"),
     p.AgentStatus(state="maintenance mode", comments="disk swap"),
     p.Cancel(job="j1", reason="revoked"),
     p.Command(action="maintenance_on", comments="patching"),
@@ -138,3 +138,29 @@ def test_structured_garbage_is_refused_cleanly(obj: dict[str, object]) -> None:
     """JSON objects with wrong field types are refused with ProtocolError."""
     with contextlib.suppress(p.ProtocolError):
         p.decode(orjson.dumps(obj))
+
+
+def test_log_pieces_are_bytes_and_version_2_text_is_still_accepted() -> None:
+    """Version 3 carries raw bytes (base64); a version-2 agent's text arrives as its UTF-8 bytes."""
+    piece = p.LogChunk.of("j", 5, b"\xe6\x97\xa5\xff")
+    assert p.decode(p.encode(piece)).raw == b"\xe6\x97\xa5\xff"
+    old = p.decode(b'{"type": "log", "job": "j", "offset": 0, "data": "\\u65e5 ok"}')
+    assert isinstance(old, p.LogChunk) and old.raw == "\u65e5 ok".encode()
+
+
+@pytest.mark.parametrize(("raw", "needle"), [
+    (b'{"type": "log", "job": "j", "offset": 0, "b64": "***"}', "not valid base64"),
+    (b'{"type": "log", "job": "j", "offset": 0}', "missing the required field 'b64'"),
+    (b'{"type": "log", "job": "j", "offset": -1, "b64": ""}', "out of range"),
+])
+def test_bad_log_pieces_say_what_is_wrong(raw: bytes, needle: str) -> None:
+    with pytest.raises(p.ProtocolError, match=needle):
+        p.decode(raw)
+
+
+@pytest.mark.parametrize("max_frame", [8192, 65536, 100_000, 1 << 20])
+def test_log_pieces_sized_for_max_frame_fit_in_it(max_frame: int) -> None:
+    """The agent sizes pieces from welcome.max_frame; the encoded frame then fits the gateway's limit."""
+    n = p.log_piece_limit(max_frame)
+    frame = p.encode(p.LogChunk.of("j" * 128, 1 << 40, b"\xff" * n))
+    assert len(frame) <= max_frame and n <= p.MAX_LOG_PIECE

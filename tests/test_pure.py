@@ -116,3 +116,21 @@ def test_configuration_reference_matches_the_settings_classes() -> None:
 
     assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
         "docs/configuration.md is stale: run `python -m edgeexec.configdoc > docs/configuration.md`")
+
+
+def test_protocol_tables_match_the_code() -> None:
+    """docs/protocol.md's frame and close-code tables are generated from protocol.py."""
+    from edgeexec.protocoldoc import render
+
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    assert text == render(text), "docs/protocol.md is stale: run `python -m edgeexec.protocoldoc docs/protocol.md`"
+
+
+def test_every_close_code_has_one_policy_used_by_both_sides() -> None:
+    """The agent's reconnect decision and the gateway's retry flag come from CLOSE_POLICY alone."""
+    from agent.reconnect import close_code_is_fatal
+    from edgeexec import protocol as p
+
+    assert set(p.CLOSE_POLICY) == set(p.CloseCode)
+    for code, policy in p.CLOSE_POLICY.items():
+        assert close_code_is_fatal(int(code)) is policy.fatal
