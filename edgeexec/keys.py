@@ -1,4 +1,5 @@
-"""Every Redis key edgeexec uses, in one place. The Lua prelude (lua/lib.lua) builds the same names.
+"""The table of every Redis key edgeexec uses. Python builds them here, the Lua prelude
+(lua/lib.lua, ``k(...)``) builds the same names from the same prefix.
 
 ``{p}`` is the configurable prefix (``[edgeexec] redis_prefix``, default ``edgeexec``), so several
 installations can share one Redis. Queue and agent names are always the *last* segment of a key,
@@ -16,8 +17,10 @@ which keeps keys unambiguous even though names may contain ``:``.
 | {p}:agents                   | set     | known agent names                                        | swept |
 | {p}:free:{queue}             | zset    | connected accepting agents with free slots, score=free   | kept exact by scripts |
 | {p}:ajobs:{name}             | set     | jobs assigned to or running on an agent                  | emptied on release |
-| {p}:hb                       | zset    | agent -> last heartbeat (ms); the reaper's index         | reaper removes |
-| {p}:events:{owner}           | stream  | job state changes for the scheduler that owns the jobs   | MAXLEN ~100k, trimmed by reader |
+| {p}:hb                       | zset    | agent -> liveness deadline (ms, Redis' clock); reaper's index | reaper removes |
+| {p}:events:{owner}           | stream  | job state changes for the scheduler that owns the jobs   | trimmed by its reader; deleted with its owner |
+| {p}:owner:{owner}            | string  | a scheduler is alive (refreshed by every sweep)          | job_ttl |
+| {p}:owners                   | set     | schedulers that have event streams                        | reaper removes gone ones |
 | {p}:gw:{gateway}             | channel | run/cancel/cmd notices for one gateway's agents          | pub/sub |
 | {p}:log:{job}                 | string  | the job's task log as streamed by its agent (<= 1 MiB)   | job_ttl |
 | {p}:status                   | channel | names of agents whose record changed (status stream)     | pub/sub |
@@ -77,6 +80,13 @@ class Keys:
 
     def log(self, job_id: str) -> str:
         return f"{self.prefix}:log:{job_id}"
+
+    def owner(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}"
+
+    @property
+    def owners(self) -> str:
+        return f"{self.prefix}:owners"
 
     @property
     def status_channel(self) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 
 from edgeexec import scripts
-from edgeexec.clock import now_ms
+from edgeexec.clock import Clock, redis_time
 from edgeexec.errors import StoreUnavailable
 from edgeexec.jobs import JobEvent, JobSpec, Orphan
 from edgeexec.keys import Keys
@@ -23,6 +24,8 @@ from edgeexec.redis_url import connect
 
 log = logging.getLogger(__name__)
 EVENT_BATCH = 1000
+REDIS_TIMEOUT_S = 10.0
+"""A command that takes longer counts as failed (retried next loop) instead of hanging the scheduler."""
 OVERSIZED_CHECK_MS = 15_000
 
 
@@ -46,11 +49,13 @@ def _next_id(stream_id: str) -> str:
 
 @contextlib.contextmanager
 def _redis_errors(what: str) -> Iterator[None]:
-    """Connection-level Redis failures become StoreUnavailable, which the executor retries."""
+    """Every Redis failure becomes StoreUnavailable, which the executor retries: not only lost
+    connections but OOM, READONLY (a failover's old master), MISCONF, NOSCRIPT and LOADING too,
+    none of which may end the scheduler's loop."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError) as exc:
-        raise StoreUnavailable(f"Redis unavailable during {what}: {exc}") from exc
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis failed during {what}: {type(exc).__name__}: {exc}") from exc
 
 
 class RedisDispatcher:
@@ -63,7 +68,7 @@ class RedisDispatcher:
         *,
         liveness_s: float,
         job_ttl_s: int,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = redis_time,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -72,12 +77,13 @@ class RedisDispatcher:
         self.clock = clock
         self.owner = ""
         self._last_event = "0-0"
-        self._next_oversized = 0
+        self._next_oversized = 0.0
         self._scripts = {name: client.register_script(scripts.source(name)) for name in scripts.SCRIPT_NAMES}
 
     @classmethod
     def from_url(cls, url: str, prefix: str, **kwargs: Any) -> RedisDispatcher:
-        client = connect(url, decode_responses=True, health_check_interval=30)
+        client = connect(url, decode_responses=True, health_check_interval=30, socket_timeout=REDIS_TIMEOUT_S,
+                         socket_connect_timeout=REDIS_TIMEOUT_S, socket_keepalive=True)
         return cls(client, Keys(prefix), **kwargs)
 
     def _call(self, name: str, *args: Any, client: Any = None) -> Any:
@@ -137,11 +143,11 @@ class RedisDispatcher:
         return {flat[i]: flat[i + 1] for i in range(0, len(flat), 3)}
 
     def sweep(self) -> Sequence[Orphan]:
-        lost, orphans = self._call("reap", self.liveness_ms)
+        lost, orphans = self._call("reap", self.liveness_ms, self.owner, self.ttl_ms)
         for name in lost:
             log.warning("agent %s sent no heartbeat for %.0f s: marked lost", name, self.liveness_ms / 1000)
-        if self.clock() >= self._next_oversized:
-            self._next_oversized = self.clock() + OVERSIZED_CHECK_MS
+        if time.monotonic() >= self._next_oversized:
+            self._next_oversized = time.monotonic() + OVERSIZED_CHECK_MS / 1000
             self.report_oversized()
         return [Orphan(*orphans[i:i + 4]) for i in range(0, len(orphans), 5)]
 

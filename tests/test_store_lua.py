@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -187,6 +188,7 @@ def test_cancel_pending_and_running(lua: Lua) -> None:
     assert lua.job("p1")["state"] == "cancelled"
     lua.register("a1", 1)
     lua.submit("r1")
+    assert lua("accept", "a1", "r1", TTL) == "ok"
     ps = lua.c.pubsub()
     ps.subscribe(lua.keys.gateway_channel("gw1"))
     ps.get_message(timeout=1)
@@ -195,16 +197,96 @@ def test_cancel_pending_and_running(lua: Lua) -> None:
     ps.close()
 
 
-def test_claim_of_a_job_revoked_before_it_started_cancels_it(lua: Lua) -> None:
-    """Revoked while assigned, claimed afterwards: the claim is refused and the job is cancelled
-    (slots back, one event), so the agent never starts a task the scheduler gave up on."""
+def test_a_job_revoked_while_assigned_is_cancelled_at_once_with_its_workload(lua: Lua) -> None:
+    """Revoked before the agent claimed it: cancelled in Redis (slots back, workload and its token
+    dropped, one event), the agent told to withdraw, and a late claim refused."""
     lua.register("a1", 1)
     lua.submit("r1")
-    assert lua("cancel", "ref-r1", "revoked by scheduler", TTL) == "signalled"
-    assert lua("accept", "a1", "r1", TTL) == "finished"
-    assert (lua.job("r1")["state"], lua.job("r1")["reason"]) == ("cancelled", "revoked by scheduler")
+    assert lua("cancel", "ref-r1", "revoked by scheduler", TTL) == "cancelled"
+    job = lua.job("r1")
+    assert (job["state"], job["reason"]) == ("cancelled", "revoked by scheduler") and "payload" not in job
     assert lua.agent("a1")["used"] == "0"
+    assert lua("accept", "a1", "r1", TTL) == "finished"
+    lua.register("a1", 1, instance="i-a1", session="s2", jobs={"r1": "assigned"})
+    assert lua.job("r1")["state"] == "cancelled"  # never back to pending
     assert [e["state"] for e in lua.events()] == ["cancelled"]
+
+
+def test_cancel_of_a_running_job_is_redelivered_until_it_finishes(lua: Lua) -> None:
+    """The cancel is recorded on the job: every heartbeat and a re-registration hand it out again,
+    so a lost pub/sub notice only delays it; once the job finished, it is not sent any more."""
+    lua.register("a1", 1)
+    lua.submit("r1")
+    assert lua("accept", "a1", "r1", TTL) == "ok"
+    assert lua("cancel", "ref-r1", "stop it", TTL) == "signalled"
+    assert lua("heartbeat", "a1", "s-a1", "running", "\0", "")[3] == ["r1", "stop it"]
+    reg = lua.register("a1", 1, instance="i-a1", session="s2", jobs={"r1": "running"})
+    assert reg[6] == ["r1"] and reg[7] == ["r1", "stop it"]
+    lua.finish("a1", "r1", "failed")
+    assert lua("heartbeat", "a1", "s2", "idle", "\0", "")[3] == []
+
+
+def test_a_job_failed_meanwhile_is_cancelled_on_the_agent_that_still_runs_it(lua: Lua) -> None:
+    """The executor failed a lost agent's job; the agent comes back still running it: the job is
+    listed as foreign (the gateway cancels it), not silently left running and uncounted."""
+    lua.register("a1", 2)
+    lua.submit("r1")
+    assert lua("accept", "a1", "r1", TTL) == "ok"
+    lua("finish", "", "r1", "failed", "worker lost", "", TTL, 0)
+    reg = lua.register("a1", 2, instance="i-a1", session="s2", jobs={"r1": "running"})
+    assert reg[1] == ["r1"] and reg[6] == [] and lua.agent("a1")["used"] == "0"
+
+
+def test_liveness_uses_redis_clock_and_each_agents_own_window(lua: Lua) -> None:
+    """With '' for now, scripts read Redis' TIME (hosts' clocks never meet); the reaper uses the
+    window recorded at registration, not the calling scheduler's setting."""
+    t = lua.c.time()
+    redis_now = int(t[0]) * 1000 + int(t[1]) // 1000
+    lua.now = redis_now - 60_000  # registered a minute ago (by Redis' clock)
+    lua("register", "slow", "s1", "gw1", "i1", '["default"]', 1, "idle", "", 120_000, "{}", "{}", TTL)
+    lua("register", "fast", "s2", "gw1", "i2", '["default"]', 1, "idle", "", 30_000, "{}", "{}", TTL)
+    lua.now = ""  # production: Redis' own clock
+    lost, _ = lua("reap", 10_000, "", 0)
+    assert lost == ["fast"]
+    assert lua.c.zscore(lua.keys.heartbeats, "slow") == redis_now - 60_000 + 120_000
+
+
+def test_maintenance_off_recorded_while_away_wins_at_reconnect(lua: Lua) -> None:
+    """An operator's `maintenance off` for a disconnected agent applies when it comes back, even
+    though the agent still reports maintenance: the agent takes work and is told so."""
+    lua.register("a1", 1, state="maintenance mode")
+    lua("disconnect", "a1", "s-a1", "0", LIVENESS, 1000)
+    lua.c.hset(lua.keys.agent("a1"), mapping={"maintenance": "0", "mop": "off"})
+    reg = lua.register("a1", 1, session="s2", state="maintenance mode")
+    assert reg[3] == "0" and reg[8] == "1"
+    assert lua.agent("a1")["accepting"] == "1" and "mop" not in lua.agent("a1")
+
+
+def test_events_are_never_trimmed_before_the_scheduler_reads_them(lua: Lua) -> None:
+    """A scheduler stalled while more than 100 000 jobs finished still reads every event (a trimmed
+    stream would leak its executor slots until a restart)."""
+    n = 100_500
+    pipe = lua.c.pipeline(transaction=False)
+    for i in range(n):
+        lua.s["submit"](keys=[], args=[lua.keys.prefix, lua.now, f"j{i}", f"r{i}", "q", 1, 0, "sched", "task", "w"],
+                        client=pipe)
+        lua.s["cancel"](keys=[], args=[lua.keys.prefix, lua.now, f"r{i}", "stop", TTL], client=pipe)
+    pipe.execute()
+    assert lua.c.xlen(lua.keys.events("sched")) == n
+
+
+def test_the_streams_of_gone_schedulers_are_deleted(lua: Lua) -> None:
+    """A scheduler that stopped sweeping for owner_ttl loses its stream (its jobs are adopted by
+    ref); a live one keeps it."""
+    lua.submit("j1", owner="gone")
+    lua("cancel", "ref-j1", "x", TTL)
+    lua("reap", LIVENESS, "gone", 1)
+    lua("reap", LIVENESS, "alive", TTL)
+    deadline = time.monotonic() + 10
+    while lua.c.exists(lua.keys.events("gone")) and time.monotonic() < deadline:
+        lua("reap", LIVENESS, "alive", TTL)
+    assert not lua.c.exists(lua.keys.events("gone"))
+    assert lua.c.smembers(lua.keys.owners) == {"alive"}
 
 
 def test_claim_reported_unstarted_after_reconnect_is_requeued_not_failed(lua: Lua) -> None:
@@ -290,3 +372,14 @@ def test_fifty_concurrent_claimers_never_double_assign_or_oversubscribe(
     for name in conc:
         assert setup.agent(name)["used"] == "0"
     assert setup.c.zcard(keys.free("default")) == 0
+
+
+def test_records_written_by_an_older_gateway_keep_their_old_meaning_during_an_upgrade(lua: Lua) -> None:
+    """A gateway from before per-agent windows scores hb with the last heartbeat and records no
+    window: such an agent is lost only after the scheduler's own liveness, as before."""
+    lua.register("old", 1)
+    lua.c.hdel(lua.keys.agent("old"), "live")
+    lua.c.zadd(lua.keys.heartbeats, {"old": lua.now - 10_000})
+    assert lua("reap", LIVENESS, "", 0)[0] == []
+    lua.c.zadd(lua.keys.heartbeats, {"old": lua.now - LIVENESS - 1})
+    assert lua("reap", LIVENESS, "", 0)[0] == ["old"]

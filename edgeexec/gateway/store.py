@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from edgeexec import scripts
-from edgeexec.clock import now_ms
+from edgeexec.clock import Clock, redis_time
 from edgeexec.keys import Keys
 from edgeexec.protocol import Hello, JobState
 
@@ -35,6 +35,10 @@ def assignments(flat: Sequence[Any]) -> list[Assignment]:
             for i in range(0, len(flat), 4)]
 
 
+def pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:
+    return [(str(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     conflict: bool
@@ -43,11 +47,24 @@ class Registration:
     maintenance: bool = False
     comments: str = ""
     returning: bool = False
+    held: tuple[str, ...] = ()
+    """The agent's running jobs Redis confirmed as its own."""
+    cancels: tuple[tuple[str, str], ...] = ()
+    """(job, reason) of held jobs revoked while the agent was away."""
+    maintenance_cleared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    current: bool
+    claimed: list[Assignment]
+    waiting: list[Assignment]
+    cancels: list[tuple[str, str]]
 
 
 class GatewayStore:
     def __init__(self, client: aioredis.Redis, keys: Keys, *, liveness_s: float, job_ttl_s: int,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Clock = redis_time) -> None:
         self.client = client
         self.keys = keys
         self.liveness_ms = int(liveness_s * 1000)
@@ -64,30 +81,33 @@ class GatewayStore:
         """A script on the per-job path: coalesced with the others of this loop turn into one pipeline."""
         return await self._tick.call(self._scripts[name], [self.keys.prefix, self.clock(), *args])
 
-    async def register(self, hello: Hello, session: str, gateway: str) -> Registration:
+    async def register(self, hello: Hello, session: str, gateway: str,
+                       token_queues: tuple[str, ...] | None = None) -> Registration:
+        """``token_queues``: the queues the agent's token allows (None: any), kept for set-queues checks."""
         reported = {j.job: j.state.value for j in hello.jobs}
         res = await self._call(
             "register", hello.name, session, gateway, hello.instance, orjson.dumps(list(hello.queues)),
             hello.concurrency, hello.state, hello.comments, self.liveness_ms,
             orjson.dumps(reported) if reported else "{}", orjson.dumps(hello.versions), self.ttl_ms,
+            "" if token_queues is None else orjson.dumps(list(token_queues)),
         )
         if res[0] == "conflict":
             return Registration(conflict=True)
         return Registration(False, tuple(res[1]), tuple(assignments(res[2])), res[3] == "1", str(res[4]),
-                            res[5] == "1")
+                            res[5] == "1", tuple(res[6]), tuple(pairs(res[7])), res[8] == "1")
 
     async def disconnect(self, name: str, session: str, *, clean: bool, grace_s: float) -> None:
         await self._call("disconnect", name, session, "1" if clean else "0", self.liveness_ms, int(grace_s * 1000))
 
     async def heartbeat(self, name: str, session: str, state: str, comments: str | None,
-                        metrics: dict[str, float] | None) -> tuple[bool, list[Assignment], list[Assignment]]:
+                        metrics: dict[str, float] | None) -> Beat:
         """Heartbeats arriving within a few milliseconds share one pipelined round trip to Redis:
         10 000 agents beating every 10 s are 1 000 script calls a second, and per-call client
         overhead, not Redis, is what a gateway spends its CPU on."""
         args = [self.keys.prefix, self.clock(), name, session, state, "\0" if comments is None else comments,
                 orjson.dumps(metrics).decode() if metrics is not None else ""]
         res = await self._batch.call(self._scripts["heartbeat"], args)
-        return res[0] == "ok", assignments(res[1]), assignments(res[2])
+        return Beat(res[0] == "ok", assignments(res[1]), assignments(res[2]), pairs(res[3]))
 
     async def accept(self, name: str, job: str) -> str:
         return str(await self._hot("accept", name, job, self.ttl_ms))
@@ -110,11 +130,10 @@ class GatewayStore:
             return None
         return Assignment(job, int(slots), payload, int(enq or 0))
 
-    async def append_log(self, job: str, offset: int, data: str) -> None:
-        """Keep a bounded copy of a job's log; ``offset`` is the byte offset in the agent's log file,
-        so a chunk resent after a reconnect is not stored twice."""
+    async def append_log(self, job: str, offset: int, raw: bytes) -> None:
+        """Keep a bounded, byte-exact copy of a job's log; ``offset`` is the byte offset in the agent's
+        log file, so a chunk resent after a reconnect is not stored twice (nor a gap filled wrongly)."""
         key = self.keys.log(job)
-        raw = data.encode()
         have = await self.client.strlen(key)
         if offset > have or offset + len(raw) <= have or have >= LOG_CAP:
             return

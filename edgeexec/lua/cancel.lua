@@ -1,13 +1,19 @@
--- cancel: the scheduler revoked a workload. A pending job is cancelled here; a job on an agent
--- is marked and its gateway told to stop the process (the agent then reports it failed).
+-- cancel: the scheduler revoked a workload. A pending or assigned (never started) job is cancelled
+-- here and its workload dropped; a running job is marked ('cancel' = reason) and its gateway told
+-- to stop the process. The mark is re-sent on every heartbeat and registration of the agent until
+-- it reports the job finished, so a lost notice only delays the cancel.
 -- ARGV: prefix, now, ref, reason, ttl_ms
 -- Keys: ref:{ref} job:{id} pending:{q}:{s} psizes:{q} events:{owner}; publishes on gw:{gateway}
 local id = redis.call('GET', k('ref', ARGV[3]))
 if not id then return 'unknown' end
 local f = redis.call('HMGET', k('job', id), 'state', 'agent')
 if not f[1] or TERMINAL[f[1]] then return 'finished' end
-if f[1] == 'pending' then
+if f[1] == 'pending' or f[1] == 'assigned' then
   finish(id, 'cancelled', ARGV[4], '', num(ARGV[5]))
+  if f[1] == 'assigned' then
+    status_changed(f[2])
+    notify(f[2], 'cancel\t' .. f[2] .. '\t' .. id .. '\t' .. ARGV[4])
+  end
   return 'cancelled'
 end
 redis.call('HSET', k('job', id), 'cancel', ARGV[4])

@@ -1,7 +1,8 @@
 -- Shared prelude, prepended to every edgeexec script by edgeexec/scripts.py.
 --
--- Convention: ARGV[1] is the key prefix and ARGV[2] is *now* in milliseconds (time is an
--- argument, never read from the server, so tests control it). Script arguments start at ARGV[3].
+-- Convention: ARGV[1] is the key prefix and ARGV[2] is *now* in milliseconds, or '' for Redis'
+-- own clock (what every gateway and scheduler passes: hosts' clocks may disagree, Redis' is one
+-- clock for the whole deployment; tests pass explicit times). Script arguments start at ARGV[3].
 -- Keys are built here from the prefix (see edgeexec/keys.py for the table of keys); edgeexec
 -- therefore needs a single Redis (standalone or Sentinel), not Redis Cluster.
 --
@@ -12,7 +13,11 @@
 --     scored by their free slot count.
 
 local P = ARGV[1]
-local NOW = tonumber(ARGV[2])
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local NOW = tonumber(ARGV[2]) or server_now()
 local TERMINAL = { success = true, failed = true, cancelled = true }
 local ACCEPTING = { idle = true, running = true }
 
@@ -32,7 +37,9 @@ end
 local function emit(id, state, reason, exit)
   local f = redis.call('HMGET', k('job', id), 'owner', 'ref', 'agent', 'kind')
   if not f[1] or f[1] == '' then return end
-  redis.call('XADD', k('events', f[1]), 'MAXLEN', '~', 100000, '*',
+  -- never trimmed here: the owning scheduler trims what it has read, and reap.lua deletes the
+  -- streams of schedulers gone for longer than job_ttl, so a stalled scheduler loses nothing
+  redis.call('XADD', k('events', f[1]), '*',
     'job', id, 'ref', str(f[2]), 'state', state, 'reason', str(reason),
     'exit', str(exit), 'agent', str(f[3]), 'kind', str(f[4]), 'ts', NOW)
 end

@@ -1,11 +1,26 @@
 -- reap: declare agents silent for longer than the liveness timeout lost.
 -- Their unstarted jobs go back to pending (and are placed elsewhere); their running jobs are
 -- returned to the caller, which fails them only if the task's own Airflow heartbeat is stale too.
--- ARGV: prefix, now, liveness_ms
--- Keys: hb agent:{a} ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q}
+-- hb scores are each agent's deadline (last heartbeat + its own liveness window, on Redis' clock).
+-- It also keeps the calling scheduler's stream alive and deletes the event streams of schedulers
+-- that have not swept for owner_ttl_ms (gone: their jobs are adopted by ref, not by stream).
+-- ARGV: prefix, now, liveness_ms (only for records without their own window), owner, owner_ttl_ms
+-- Keys: hb agent:{a} ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q} owner:{o} owners events:{o}
 -- Returns {{lost agent names}, {agent, id, ref, kind, started, ...} for running orphans}.
+local owner = ARGV[4]
+if owner and owner ~= '' then
+  redis.call('SET', k('owner', owner), NOW, 'PX', num(ARGV[5]))
+  redis.call('SADD', k('owners'), owner)
+  for _, o in ipairs(redis.call('SRANDMEMBER', k('owners'), 16)) do
+    if redis.call('EXISTS', k('owner', o)) == 0 then
+      redis.call('DEL', k('events', o))
+      redis.call('SREM', k('owners'), o)
+    end
+  end
+end
 local lost, orphans = {}, {}
-for _, name in ipairs(redis.call('ZRANGEBYSCORE', k('hb'), '-inf', NOW - num(ARGV[3]))) do
+
+local function reap_one(name)
   local a = k('agent', name)
   if redis.call('HGET', a, 'connected') == '1' then
     redis.call('HSET', a, 'connected', '0', 'accepting', '0', 'state', 'unknown', 'gw', '')
@@ -26,5 +41,13 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', k('hb'), '-inf', NOW - num(ARG
     end
   end
   if redis.call('SCARD', k('ajobs', name)) == 0 then redis.call('ZREM', k('hb'), name) end
+end
+
+local due = redis.call('ZRANGEBYSCORE', k('hb'), '-inf', NOW, 'WITHSCORES')
+for i = 1, #due, 2 do
+  -- a record registered by a gateway older than per-agent windows has no 'live': its score is
+  -- its last heartbeat, so it is due only after this scheduler's own window (rolling upgrades)
+  local old_layout = redis.call('HEXISTS', k('agent', due[i]), 'live') == 0
+  if not old_layout or tonumber(due[i + 1]) + num(ARGV[3]) <= NOW then reap_one(due[i]) end
 end
 return { lost, orphans }

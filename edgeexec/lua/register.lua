@@ -1,20 +1,35 @@
 -- register: an agent's hello. Refuses a second live agent with the same name, otherwise takes
 -- the name over (a restarted or reconnected agent is accepted at once) and reconciles jobs.
 -- ARGV: prefix, now, agent, session, gateway, instance, queues_json, concurrency, state, comments,
---       liveness_ms, reported_json ({id: state}), versions_json, ttl_ms
+--       liveness_ms, reported_json ({id: state}), versions_json, ttl_ms, token_queues_json ('' = any)
+-- The agent's liveness window (its gateway's setting) is kept in its record ('live'): the reaper
+-- uses each agent's own window, and hb scores are deadlines on Redis' clock, never host clocks.
 -- Keys: agent:{a} agents hb ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q} events:{owner}
 -- An agent recorded in maintenance stays in maintenance (and keeps its comments) across restarts:
 -- it takes no work until told otherwise, and the gateway hands the flag back in `welcome`.
+-- An operator's `maintenance off` recorded while the agent was away ('mop' = 'off') wins over the
+-- state the agent still reports: it is cleared here and `welcome` tells the agent.
 -- Returns {'conflict', other_session} or
 --         {'ok', {foreign ids}, {claimed id, slots, payload, enq_ms, ...}, maintenance '1'|'0', comments,
---          returning '1'|'0' (the agent had a session before)}.
+--          returning '1'|'0' (the agent had a session before), {held ids}, {cancel id, reason, ...},
+--          maintenance_cleared '1'|'0'}.
+-- foreign: jobs the agent runs that are not (or no longer) its own, e.g. failed by the executor
+-- meanwhile: the gateway cancels them. held: the agent's running jobs, which its session may
+-- report and stream logs for. cancels: held jobs revoked while the agent was away.
 local name, session, instance = ARGV[3], ARGV[4], ARGV[6]
+local live = num(ARGV[11])
 local a = k('agent', name)
-local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues', 'maintenance', 'comments')
-if cur[1] == '1' and cur[2] ~= instance and NOW - num(cur[3]) < num(ARGV[11]) then
+local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues', 'maintenance', 'comments',
+  'mop')
+if cur[1] == '1' and cur[2] ~= instance and NOW - num(cur[3]) < live then
   return { 'conflict', str(cur[4]) }
 end
 local state, comments = ARGV[9], ARGV[10]
+local cleared = cur[8] == 'off'
+if cleared then
+  cur[6] = '0'
+  if in_maintenance(state) then state, comments = 'idle', '' end
+end
 local maintenance = in_maintenance(state) or cur[6] == '1'
 if maintenance and not in_maintenance(state) then
   state = 'maintenance pending'
@@ -25,11 +40,13 @@ for _, q in ipairs(cjson.decode(cur[5] or '[]')) do redis.call('ZREM', k('free',
 redis.call('HSET', a, 'name', name, 'session', session, 'gw', ARGV[5], 'instance', instance,
   'queues', ARGV[7], 'conc', ARGV[8], 'state', state, 'comments', comments, 'connected', '1',
   'maintenance', maintenance and '1' or '0',
-  'accepting', ACCEPTING[state] and '1' or '0', 'seen', NOW, 'versions', ARGV[13], 'since', NOW)
+  'accepting', ACCEPTING[state] and '1' or '0', 'seen', NOW, 'versions', ARGV[13], 'since', NOW,
+  'live', live, 'tokq', str(ARGV[15]))
+redis.call('HDEL', a, 'mop')
 redis.call('SADD', k('agents'), name)
-redis.call('ZADD', k('hb'), NOW, name)
+redis.call('ZADD', k('hb'), NOW + live, name)
 local reported = cjson.decode(ARGV[12])
-local requeue, used = {}, 0
+local requeue, used, held, cancels = {}, 0, {}, {}
 for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
   local st = redis.call('HGET', k('job', id), 'state')
   local r = reported[id]
@@ -48,12 +65,21 @@ for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
       emit(id, 'running', '', '')
     end
     used = used + num(redis.call('HGET', k('job', id), 'slots'))
+    table.insert(held, id)
+    local why = redis.call('HGET', k('job', id), 'cancel')
+    if why then
+      table.insert(cancels, id)
+      table.insert(cancels, why)
+    end
   end
 end
 redis.call('HSET', a, 'used', used)
 local foreign = {}
 for id, r in pairs(reported) do
-  if r == 'running' and redis.call('HGET', k('job', id), 'agent') ~= name then table.insert(foreign, id) end
+  if r == 'running' then
+    local f = redis.call('HMGET', k('job', id), 'agent', 'state')
+    if f[1] ~= name or not f[2] or TERMINAL[f[2]] then table.insert(foreign, id) end
+  end
 end
 for _, id in ipairs(requeue) do enqueue(id) end
 refresh_free(name)
@@ -63,4 +89,5 @@ for _, id in ipairs(requeue) do
   if redis.call('HGET', k('job', id), 'state') == 'pending' then place(id) end
 end
 status_changed(name)
-return { 'ok', foreign, claimed, maintenance and '1' or '0', comments, cur[4] and '1' or '0' }
+return { 'ok', foreign, claimed, maintenance and '1' or '0', comments, cur[4] and '1' or '0', held, cancels,
+  cleared and '1' or '0' }
