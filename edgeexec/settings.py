@@ -72,6 +72,30 @@ class GatewaySettings(StoreSettings):
     redis_pool_size: int = field(
         default=64, metadata=doc("Redis connections per gateway; more concurrent calls wait for a free one.")
     )
+    redis_timeout: float = field(
+        default=10.0, metadata=doc("Seconds a Redis command (or connect) may take before it counts as failed.")
+    )
+    send_timeout: float = field(
+        default=20.0, metadata=doc("Seconds one frame may take to reach an agent; a slower reader is cut off (4430).")
+    )
+    max_frames_per_second: float = field(
+        default=2000.0,
+        metadata=doc("Frames per second one agent session may send (bursts of 5 s allowed); more close with 4429."))
+    max_log_bytes_per_second: float = field(
+        default=2.0 * (1 << 20),
+        metadata=doc("Log bytes per second one agent session may stream (bursts of 5 s allowed); more close with 4429."))
+    token_recheck_interval: float = field(
+        default=5.0,
+        metadata=doc("Seconds between re-validations of open sessions' tokens (revoked or expired ones are cut off)."))
+    metrics_token: str = field(
+        default="", metadata=doc("If set, /metrics requires `Authorization: Bearer <this>`; admin tokens work too.")
+    )
+    metrics_interval: float = field(
+        default=15.0, metadata=doc("Seconds fleet-wide gauges on /metrics are reused before Redis is read again.")
+    )
+    login_failures_per_minute: int = field(
+        default=30, metadata=doc("Refused logins one client address may cause per minute; more get HTTP 429.")
+    )
 
     @classmethod
     def load(cls, lookup: Lookup | None = None, **overrides: Any) -> GatewaySettings:

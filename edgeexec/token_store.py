@@ -84,3 +84,16 @@ async def lookup(client: aioredis.Redis, keys: Keys, token: str) -> TokenInfo | 
         return None
     info = _info(tid, h)
     return None if info.expired(now_ms()) else info
+
+
+async def dead(client: aioredis.Redis, keys: Keys, tids: set[str]) -> set[str]:
+    """Which of ``tids`` are revoked (gone) or expired, by Redis' clock."""
+    ordered = sorted(tids)
+    pipe = client.pipeline(transaction=False)
+    pipe.time()
+    for tid in ordered:
+        pipe.hget(_key(keys, tid), "expires")
+    now, *expires = await pipe.execute()
+    now_ms_redis = int(now[0]) * 1000 + int(now[1]) // 1000
+    return {tid for tid, exp in zip(ordered, expires, strict=True)
+            if exp is None or (int(exp) and int(exp) <= now_ms_redis)}

@@ -40,7 +40,8 @@ def gateway(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     keys = Keys(f"gw{uuid.uuid4().hex[:8]}")
     log = Path(tmp_path_factory.mktemp("gateway")) / "gateway.log"
     env = {"AIRFLOW__EDGEEXEC__SHARED_SECRET": SECRET, "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET": "true",
-           "AIRFLOW__EDGEEXEC__HELLO_TIMEOUT": "1", "AIRFLOW__EDGEEXEC__MAX_FRAME_BYTES": "65536"}
+           "AIRFLOW__EDGEEXEC__HELLO_TIMEOUT": "1", "AIRFLOW__EDGEEXEC__MAX_FRAME_BYTES": "65536",
+           "AIRFLOW__EDGEEXEC__METRICS_INTERVAL": "0"}  # every scrape reads the fleet: the test below checks it
     port, proc = start_gateway(redis_server.url, keys.prefix, log, "--heartbeat-interval", str(HEARTBEAT), env=env)
     yield Gateway(port, keys, proc)
     proc.stop()
@@ -363,3 +364,129 @@ async def test_metrics_scrape_parses_and_reflects_activity(gateway: Gateway, dis
     assert samples[("edgeexec_auth_failures_total", (("status", "403"),))] >= 1
     assert samples[("edgeexec_agent_reconnects_total", ())] >= 1
     assert "jwt-secret" not in text
+
+
+async def _running(agent: RawAgent, dispatcher: RedisDispatcher, queue: str, spec: JobSpec | None = None) -> str:
+    dispatcher.submit([spec or _spec(queue)])
+    run = await agent.recv_type(p.Run)
+    await agent.send(p.Accepted(job=run.job))
+    await agent.recv_type(p.Start)
+    return str(run.job)
+
+
+async def test_logs_are_stored_byte_exact_whatever_the_task_writes(
+        gateway: Gateway, dispatcher: RedisDispatcher, redis_server: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multi-byte characters split at a 64 KiB piece boundary, invalid UTF-8 and arbitrary bytes go
+    through the agent's tailer and the gateway unchanged; a resent piece is not stored twice, and
+    Airflow's log reader shows the log (invalid bytes replaced) instead of failing on it."""
+    import os
+
+    from agent.logtail import LogTailer
+    from edgeexec import task_logs
+    from edgeexec.jobs import task_ref
+
+    content = b"start\n" + "\u65e5\u672c\u8a9e\u00e9".encode() * 30_000 + b"\xff\xfe\x80 bad\n" + os.urandom(50_000) + b"\n"
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "1.log").write_bytes(content)
+    ti_id, queue = uuid.uuid4(), "bytes-" + uuid.uuid4().hex[:6]
+    job = uuid.uuid4().hex
+    async with _connect(gateway) as ws:
+        agent = await _hello(ws, _name(), queues=(queue,))
+        await _running(agent, dispatcher, queue, JobSpec(job, task_ref(ti_id, 1), "task", queue, 1, 0, "{}"))
+        tailer = LogTailer(str(tmp_path))
+        tailer.max_piece = p.log_piece_limit(65536)  # this gateway's max_frame_bytes, as welcome says
+        tailer.watch(job, orjson.dumps({"log_path": "t/1.log"}).decode())
+        chunks = tailer.chunks(job, final=True)
+        assert len(chunks) > 2
+        for chunk in [*chunks, chunks[1]]:  # the second piece again, as after a reconnect
+            await agent.send(chunk)
+        await agent.send(p.StateReport(job=job, state=p.JobState.SUCCESS, exit_code=0))
+        await agent.recv_type(p.Ack)
+    raw = redis.Redis.from_url(redis_server.url)
+    assert raw.get(gateway.keys.log(job)) == content
+    raw.close()
+    monkeypatch.setenv("AIRFLOW__EDGEEXEC__REDIS_URL", redis_server.url)
+    monkeypatch.setenv("AIRFLOW__EDGEEXEC__REDIS_PREFIX", gateway.keys.prefix)
+    _, (text,) = task_logs.read(ti_id, 1)
+    assert text.startswith("start\n\u65e5\u672c") and "\ufffd\ufffd\ufffd bad" in text
+
+
+async def test_a_lost_cancel_is_redelivered_on_the_next_heartbeat(
+        gateway: Gateway, dispatcher: RedisDispatcher, rclient: redis.Redis) -> None:
+    """The scheduler's cancel notice goes nowhere (as while a gateway resubscribes): the agent is
+    told on its next heartbeat, and on every one after it until it reports the job finished."""
+    queue = "cancel-" + uuid.uuid4().hex[:6]
+    async with _connect(gateway) as ws:
+        agent = await _hello(ws, _name(), queues=(queue,))
+        spec = _spec(queue)
+        job = await _running(agent, dispatcher, queue, spec)
+        key = gateway.keys.agent(agent.name)
+        gw = rclient.hget(key, "gw")
+        rclient.hset(key, "gw", "nowhere")  # the notice is published where nobody listens
+        dispatcher.cancel(spec.ref, "revoked by the scheduler")
+        rclient.hset(key, "gw", gw)
+        for _ in range(2):
+            await agent.send(p.Heartbeat(used=1, state="running"))
+            cancel = await agent.recv_type(p.Cancel)
+            assert (cancel.job, cancel.reason) == (job, "revoked by the scheduler")
+        await agent.send(p.StateReport(job=job, state=p.JobState.FAILED, exit_code=-15, reason="cancelled"))
+        await agent.recv_type(p.Ack)
+        await agent.send(p.Heartbeat(used=0, state="idle"))
+        with pytest.raises(TimeoutError):
+            await agent.recv_type(p.Cancel, timeout=2)
+
+
+async def test_cancels_and_failures_decided_while_away_reach_the_agent_at_reconnect(
+        gateway: Gateway, dispatcher: RedisDispatcher) -> None:
+    """While the agent is disconnected one of its jobs is revoked and another failed by the
+    executor: at reconnect both are cancelled on the agent, neither keeps running uncounted."""
+    name, instance, queue = _name(), uuid.uuid4().hex, "away-" + uuid.uuid4().hex[:6]
+    revoked, failed = _spec(queue), _spec(queue)
+    async with _connect(gateway) as ws:
+        agent = await _hello(ws, name, queues=(queue,), instance=instance)
+        await _running(agent, dispatcher, queue, revoked)
+        await _running(agent, dispatcher, queue, failed)
+    dispatcher.cancel(revoked.ref, "revoked while away")
+    dispatcher.fail(failed.job_id, "worker lost")
+    async with _connect(gateway) as ws:
+        jobs = (p.JobStatus(revoked.job_id, p.JobState.RUNNING), p.JobStatus(failed.job_id, p.JobState.RUNNING))
+        agent = await _hello(ws, name, queues=(queue,), instance=instance, jobs=jobs)
+        cancelled = {(await agent.recv_type(p.Cancel)).job for _ in range(2)}
+    assert cancelled == {revoked.job_id, failed.job_id}
+
+
+async def test_a_failing_notice_handler_does_not_cost_the_next_notices(
+        gateway: Gateway, rclient: redis.Redis) -> None:
+    """A notice the gateway cannot handle is logged and skipped; the subscription, and the notice
+    right behind it, are unaffected."""
+    async with _connect(gateway) as ws:
+        agent = await _hello(ws, _name())
+        gw = rclient.hget(gateway.keys.agent(agent.name), "gw")
+        pipe = rclient.pipeline(transaction=False)
+        pipe.publish(gateway.keys.gateway_channel(gw), f"cmd\t{agent.name}\t{{not json")
+        pipe.publish(gateway.keys.gateway_channel(gw),
+                     f"cmd\t{agent.name}\t{p.encode(p.Command(action='maintenance_on', comments='c')).decode()}")
+        pipe.execute()
+        command = await agent.recv_type(p.Command, timeout=5)
+        assert command.action == "maintenance_on"
+
+
+async def test_liveness_follows_the_gateways_window_not_the_schedulers(
+        gateway: Gateway, redis_server: Any) -> None:
+    """A scheduler configured with a far shorter liveness than the gateways (a mismatched
+    heartbeat_interval) sweeps every 0.1 s: an agent heartbeating at its gateway's interval is
+    never declared lost, because each agent's window is the one recorded at its registration."""
+    hasty = RedisDispatcher.from_url(redis_server.url, gateway.keys.prefix, liveness_s=0.2, job_ttl_s=600)
+    hasty.start("hasty")
+    try:
+        async with _connect(gateway) as ws:
+            agent = await _hello(ws, _name())
+            for _ in range(30):
+                if _ % 10 == 0:
+                    await agent.send(p.Heartbeat(used=0, state="idle"))
+                assert agent.name not in {o.agent for o in hasty.sweep()}
+                await asyncio.sleep(0.1)
+            assert hasty.client.hget(gateway.keys.agent(agent.name), "connected") == "1"
+    finally:
+        hasty.stop(terminate=False)

@@ -34,7 +34,9 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
     """A gateway app; ``client`` defaults to one built from ``settings.redis_url``."""
     settings.require_secret()
     redis_client = client or connect_async(settings.redis_url, pool_size=settings.redis_pool_size,
-                                           decode_responses=True, health_check_interval=30)
+                                           decode_responses=True, health_check_interval=30,
+                                           socket_timeout=settings.redis_timeout,
+                                           socket_connect_timeout=settings.redis_timeout, socket_keepalive=True)
     gateway = Gateway(settings, redis_client)
 
     @contextlib.asynccontextmanager
@@ -64,6 +66,10 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
         return Response(page, media_type="text/html", headers=SECURITY_HEADERS)
 
     async def metrics(request: Request) -> Response:
+        denied = await gateway.may_scrape(request.headers.get("authorization"),
+                                          request.client.host if request.client else "")
+        if denied is not None:
+            return JSONResponse({"error": denied[1]}, status_code=denied[0])
         body = await gateway.metrics.render(redis_client, gateway.keys, len(gateway.sessions))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

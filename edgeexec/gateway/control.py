@@ -8,7 +8,10 @@ Client -> gateway (JSON text frames):
   "concurrency": N, "id": any}`` -> one ``result`` frame ``{ok, message, id}``.
 
 A command for an agent connected to another gateway is routed through Redis pub/sub. Maintenance
-for an offline agent is written to its record and takes effect when it reconnects.
+for an offline agent is written to its record (``mop``, the operator's intent) and takes effect
+when it reconnects, whatever state the agent still reports. ``set_queues`` is refused here when
+the agent's token does not allow the queues, so the agent is never told to register with them.
+Control clients are admins: their sessions end when their token is revoked or expires.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class ControlHub:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.clients: dict[WebSocket, asyncio.Lock] = {}
+        self.tokens: dict[WebSocket, str] = {}
         self._last_queues: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._status: asyncio.Task[None] | None = None
@@ -45,7 +49,8 @@ class ControlHub:
 
     async def serve(self, ws: WebSocket) -> None:
         await self.gw.start()
-        who = await self.gw.authenticate(ws.headers.get("authorization") or _subprotocol_token(ws))
+        who = await self.gw.authenticate(ws.headers.get("authorization") or _subprotocol_token(ws),
+                                         ws.client.host if ws.client else "")
         if not isinstance(who, tuple) and not who.admin:
             who = 403, "an admin token is required here: create one with `edgeexec token create --admin`"
         if isinstance(who, tuple):
@@ -53,6 +58,7 @@ class ControlHub:
             return
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None)
         self.clients[ws] = asyncio.Lock()
+        self.tokens[ws] = who.id
         try:
             while True:
                 await self._handle(ws, await ws.receive_text())
@@ -60,6 +66,7 @@ class ControlHub:
             pass
         finally:
             self.clients.pop(ws, None)
+            self.tokens.pop(ws, None)
             if not self.clients and self._status is not None:
                 # nobody watches: stop receiving a message per heartbeat of the whole fleet
                 self._status.cancel()
@@ -85,6 +92,18 @@ class ControlHub:
         else:
             await self._send(ws, {"type": "error", "message": "use {\"type\": \"subscribe\"} or {\"type\": \"command\", ...}"})
 
+    def token_ids(self) -> set[str]:
+        return set(self.tokens.values())
+
+    async def drop_tokens(self, tids: set[str], why: str) -> None:
+        for ws in [ws for ws, tid in self.tokens.items() if tid in tids]:
+            log.warning("admin token %s was %s: closing its control session", self.tokens.get(ws), why)
+            self.clients.pop(ws, None)
+            self.tokens.pop(ws, None)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await ws.close(code=p.CloseCode.FORBIDDEN, reason=f"admin token {why}")
+
     # ------------------------------------------------------------------ commands
 
     async def command(self, msg: dict[str, Any]) -> tuple[bool, str]:
@@ -105,10 +124,13 @@ class ControlHub:
 
     async def _command_one(self, name: str, frame: p.Command) -> tuple[bool, str]:
         key = self.gw.keys.agent(name)
-        values: Any = await self.gw.client.hmget(key, ["connected", "gw"])
-        connected, gw = values
+        values: Any = await self.gw.client.hmget(key, ["connected", "gw", "tokq"])
+        connected, gw, tokq = values
         if connected is None and gw is None and not await self.gw.client.exists(key):
             return False, f"no agent named {name!r} is known; see `agent status`"
+        refused = _queues_refused(frame, tokq)
+        if refused:
+            return False, refused
         if connected == "1" and gw:
             await self.gw.client.publish(self.gw.keys.gateway_channel(gw),
                                          f"cmd\t{name}\t{p.encode(frame).decode()}")
@@ -116,7 +138,8 @@ class ControlHub:
         if frame.action in OFFLINE_OK:
             on = frame.action == "maintenance_on"
             await self.gw.client.hset(key, mapping={"maintenance": "1" if on else "0", "comments": frame.comments,
-                                                    "state": "offline maintenance" if on else "offline"})
+                                                    "state": "offline maintenance" if on else "offline",
+                                                    "mop": "on" if on else "off"})
             await self.gw.client.publish(self.gw.keys.status_channel, name)
             return True, f"{name} is offline: recorded, it applies when the agent reconnects"
         return False, f"agent {name!r} is offline; {frame.action} needs a connected agent"
@@ -172,18 +195,33 @@ class ControlHub:
             await self._send(ws, msg)
 
     async def _send(self, ws: WebSocket, msg: dict[str, Any]) -> None:
+        """One frame to one client, bounded in time: a dashboard that stops reading is dropped
+        instead of stalling the status stream of every other client."""
         lock = self.clients.get(ws)
         try:
-            if lock is None:
-                await ws.send_text(orjson.dumps(msg).decode())
-                return
-            async with lock:
-                await ws.send_text(orjson.dumps(msg).decode())
+            async with asyncio.timeout(self.gw.settings.send_timeout):
+                if lock is None:
+                    await ws.send_text(orjson.dumps(msg).decode())
+                    return
+                async with lock:
+                    await ws.send_text(orjson.dumps(msg).decode())
         except Exception as exc:  # noqa: BLE001 - a gone client is simply dropped
             log.debug("dropping status client: %s", exc)
             self.clients.pop(ws, None)
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+def _queues_refused(frame: p.Command, tokq: str | None) -> str:
+    """Why ``set_queues`` cannot go to this agent ('' if it can): its token must allow every queue."""
+    if frame.action != "set_queues" or not tokq:
+        return ""
+    allowed = set(orjson.loads(tokq))
+    extra = [q for q in frame.queues if q not in allowed]
+    if not extra:
+        return ""
+    return (f"queue(s) {', '.join(extra)} are not allowed by this agent's token (allowed: "
+            f"{', '.join(sorted(allowed))}); create a token with those queues and restart the agent with it")
 
 
 def _subprotocol_token(ws: WebSocket) -> str | None:

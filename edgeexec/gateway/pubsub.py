@@ -28,10 +28,21 @@ async def listen(client: aioredis.Redis, channels: Sequence[str], handle: Handle
                     subscribed.set()
                 delay = 0.1
                 async for message in ps.listen():
-                    await handle(str(message["channel"]), str(message["data"]))
+                    await _deliver(handle, str(message["channel"]), str(message["data"]))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("pub/sub on %s lost Redis; resubscribing in %.1f s", ", ".join(channels), delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def _deliver(handle: Handler, channel: str, data: str) -> None:
+    """One message; a handler's failure is logged and costs that message only, never the subscription
+    (every notice is also recoverable from Redis: heartbeats resend runs and cancels)."""
+    try:
+        await handle(channel, data)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("handling %r on %s failed; the subscription carries on", data[:80], channel)

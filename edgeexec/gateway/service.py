@@ -11,7 +11,14 @@ counts, job states) is a Lua script in Redis. The gateway only
 * listens on its pub/sub channel for jobs that schedulers placed on its agents.
 
 A lost pub/sub notice costs at most one heartbeat interval: every heartbeat returns the agent's
-assigned-but-unstarted jobs, and the gateway resends those it has not pushed in this session.
+assigned-but-unstarted jobs and its revoked running jobs, and the gateway resends the runs it has
+not pushed in this session and every cancel.
+
+An agent is the least trusted party. Every frame is checked against what its session holds before
+anything is written (a job not pushed to or confirmed for this session is refused without a Redis
+call), every session has budgets (frames and log bytes per second) and a bounded send queue
+(session.py), and its token is re-validated every few seconds, so a revocation or expiry ends
+agent and control sessions on every gateway even if the pub/sub notice was lost.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -31,10 +39,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from edgeexec import protocol as p
 from edgeexec import token_store
 from edgeexec.gateway import pubsub
+from edgeexec.gateway.budget import FailureWindow, TokenBucket
 from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.gateway.session import AgentSession, close_with_error
-from edgeexec.gateway.store import Assignment, GatewayStore
+from edgeexec.gateway.store import Assignment, GatewayStore, Registration
 from edgeexec.keys import Keys
 from edgeexec.settings import GatewaySettings
 from edgeexec.tokens import SHARED_SECRET, TokenInfo, check_hello
@@ -44,6 +53,9 @@ log = logging.getLogger(__name__)
 
 
 Denial = tuple[int, str]
+MAX_REFUSED_FRAMES = 256
+"""Frames naming jobs a session does not hold that are dropped before the session is cut off: a
+few are normal (logs of a job being cancelled as foreign), hundreds are a broken or hostile agent."""
 
 
 def bearer(header: str | None) -> str | Denial:
@@ -64,8 +76,10 @@ class Gateway:
         self.store = GatewayStore(client, self.keys, liveness_s=settings.liveness, job_ttl_s=settings.job_ttl)
         self.sessions: dict[str, AgentSession] = {}
         self.control = ControlHub(self)
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(settings.metrics_interval)
         self._listener: asyncio.Task[None] | None = None
+        self._recheck: asyncio.Task[None] | None = None
+        self.failures = FailureWindow(settings.login_failures_per_minute)
         self.versions = {"edgeexec": __version__, **_airflow_version()}
 
     # ------------------------------------------------------------------ lifecycle
@@ -74,10 +88,13 @@ class Gateway:
         """Idempotent: also called lazily, because a mounted sub-app's lifespan never runs."""
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._listen(), name="gateway-pubsub")
+        if self._recheck is None or self._recheck.done():
+            self._recheck = asyncio.create_task(self._recheck_tokens(), name="gateway-token-recheck")
 
     async def stop(self) -> None:
-        if self._listener:
-            self._listener.cancel()
+        for task in (self._listener, self._recheck):
+            if task:
+                task.cancel()
         self.control.stop()
         for s in list(self.sessions.values()):
             await s.close(p.CloseCode.GOING_AWAY, "gateway shutting down; reconnect")
@@ -85,8 +102,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ agent endpoint
 
-    async def authenticate(self, header: str | None) -> TokenInfo | Denial:
-        """Who is calling, decided before the WebSocket is accepted (so refusals are plain HTTP)."""
+    async def authenticate(self, header: str | None, peer: str = "") -> TokenInfo | Denial:
+        """Who is calling, decided before the WebSocket is accepted (so refusals are plain HTTP).
+        An address with too many refused logins in the last minute is refused unheard (429)."""
+        if self.failures.blocked(peer, time.monotonic()):
+            return 429, "too many refused logins from this address; wait a minute and check the token"
+        who = await self._identify(header)
+        if isinstance(who, tuple):
+            self.failures.record(peer, time.monotonic())
+        return who
+
+    async def _identify(self, header: str | None) -> TokenInfo | Denial:
         token = bearer(header)
         if isinstance(token, tuple):
             return token
@@ -96,6 +122,18 @@ class Gateway:
         if info is None:
             return 403, "token refused: unknown, expired or revoked. Ask an operator for a new one (edgeexec token create)"
         return info
+
+    async def may_scrape(self, header: str | None, peer: str) -> Denial | None:
+        """/metrics is open unless ``metrics_token`` is set; then that token or an admin token."""
+        if not self.settings.metrics_token:
+            return None
+        token = bearer(header)
+        if isinstance(token, str) and hmac.compare_digest(token.encode(), self.settings.metrics_token.encode()):
+            return None
+        who = await self.authenticate(header, peer)
+        if isinstance(who, tuple):
+            return who
+        return None if who.admin else (403, "/metrics needs the metrics token or an admin token")
 
     async def deny(self, ws: WebSocket, denial: Denial) -> None:
         status, message = denial
@@ -108,7 +146,7 @@ class Gateway:
 
     async def serve_agent(self, ws: WebSocket) -> None:
         await self.start()
-        who = await self.authenticate(ws.headers.get("authorization"))
+        who = await self.authenticate(ws.headers.get("authorization"), _peer(ws))
         if not isinstance(who, tuple) and len(self.sessions) >= self.settings.max_agents:
             who = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"
         if isinstance(who, tuple):
@@ -125,6 +163,12 @@ class Gateway:
                 await self._receive_loop(session)
         except WebSocketDisconnect:
             pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if session is None or not session.killed or task is None:
+                raise
+            task.uncancel()  # cut off by its own session (slow reader): end it, not the server
+            await _close_soon(ws, session)
         except redis.RedisError as exc:
             # Nothing is lost: the agent keeps its jobs and unacked results and resends them in
             # the hello of its next session, which reconciles against Redis once it is back.
@@ -134,6 +178,7 @@ class Gateway:
                                    "the gateway lost its Redis connection; reconnect shortly")
         finally:
             if session is not None:
+                await session.stop()
                 await self._end(session)
 
     async def _read_hello(self, ws: WebSocket, who: TokenInfo) -> p.Hello | None:
@@ -159,7 +204,8 @@ class Gateway:
 
     async def _register(self, ws: WebSocket, hello: p.Hello, who: TokenInfo) -> AgentSession | None:
         sid = uuid.uuid4().hex
-        reg = await self.store.register(hello, sid, self.settings.gateway_id)
+        allowed = None if who is SHARED_SECRET else who.queues
+        reg = await self.store.register(hello, sid, self.settings.gateway_id, allowed)
         if reg.conflict:
             msg = (f"agent name {hello.name!r} is already connected from another live process; "
                    "give this agent another --name or stop the other one")
@@ -167,7 +213,7 @@ class Gateway:
             await close_with_error(ws, p.CloseCode.NAME_IN_USE, msg)
             return None
         old = self.sessions.get(hello.name)
-        session = AgentSession(ws, hello.name, sid, hello.concurrency, token_id=who.id, metrics=self.metrics)
+        session = self._session(ws, hello, sid, who, reg)
         self.metrics.sessions.inc()
         if reg.returning:
             self.metrics.reconnects.inc()
@@ -180,12 +226,23 @@ class Gateway:
         await session.send(p.Welcome(session=sid, protocol=p.negotiate(hello.protocols),
                                      heartbeat_interval=self.settings.heartbeat_interval,
                                      max_frame=self.settings.max_frame_bytes, warnings=warnings,
-                                     maintenance=reg.maintenance, comments=reg.comments))
+                                     maintenance=reg.maintenance, comments=reg.comments,
+                                     maintenance_cleared=reg.maintenance_cleared))
         log.info("agent %s connected (queues=%s, concurrency=%d, session=%s)",
                  hello.name, ",".join(hello.queues), hello.concurrency, sid[:8])
         for job in reg.foreign:
             await session.send(p.Cancel(job=job, reason="this job is no longer assigned to this agent"))
+        for job, reason in reg.cancels:
+            await session.send(p.Cancel(job=job, reason=reason))
         await self._push(session, reg.claimed)
+        return session
+
+    def _session(self, ws: WebSocket, hello: p.Hello, sid: str, who: TokenInfo, reg: Registration) -> AgentSession:
+        s = self.settings
+        session = AgentSession(ws, hello.name, sid, hello.concurrency, token_id=who.id, metrics=self.metrics,
+                               send_timeout=s.send_timeout, frames=TokenBucket(s.max_frames_per_second),
+                               log_bytes=TokenBucket(s.max_log_bytes_per_second), held=set(reg.held))
+        session.start()
         return session
 
     async def _end(self, session: AgentSession) -> None:
@@ -199,15 +256,20 @@ class Gateway:
         log.info("agent %s disconnected%s", session.name, " (bye)" if session.clean else "")
 
     async def _receive_loop(self, s: AgentSession) -> None:
-        while True:
-            msg = await s.ws.receive()
+        """Frames until the agent leaves. Silence longer than the liveness window ends the session
+        (the only keepalive a gateway mounted in another server can rely on), and the frame size
+        limit holds whichever server runs the app."""
+        while not s.closing:
+            try:
+                async with asyncio.timeout(self.settings.liveness):
+                    msg = await s.ws.receive()
+            except TimeoutError:
+                await s.close(p.CloseCode.SILENT, f"no frame for {self.settings.liveness:g} s; reconnect")
+                return
             if msg["type"] == "websocket.disconnect":
                 return
-            try:
-                frame = p.decode(_payload(msg), allowed=p.AGENT_FRAMES)
-            except p.ProtocolError as exc:
-                log.warning("agent %s sent a bad frame: %s", s.name, exc)
-                await close_with_error(s.ws, exc.code, str(exc))
+            frame = await self._decode(s, msg)
+            if frame is None:
                 return
             log.debug("< %s %s", s.name, frame.TYPE)
             self.metrics.frames_in.labels(type=frame.TYPE).inc()
@@ -216,33 +278,73 @@ class Gateway:
                 return
             await self._handle(s, frame)
 
+    async def _decode(self, s: AgentSession, msg: Mapping[str, Any]) -> p.Frame | None:
+        """The frame, or None once the session is being closed for it (bad, too big, over budget)."""
+        try:
+            data = _payload(msg)
+            if len(data) > self.settings.max_frame_bytes:
+                raise p.ProtocolError(f"frame of {len(data)} bytes exceeds max_frame_bytes="
+                                      f"{self.settings.max_frame_bytes}", p.CloseCode.MESSAGE_TOO_BIG)
+            frame = p.decode(data, allowed=p.AGENT_FRAMES)
+        except p.ProtocolError as exc:
+            log.warning("agent %s sent a bad frame: %s", s.name, exc)
+            await s.close(exc.code, str(exc))
+            return None
+        exceeded = s.over_budget(len(frame.raw) if isinstance(frame, p.LogChunk) else 0)
+        if exceeded is not None:
+            self.metrics.cut_off.labels(code=str(int(p.CloseCode.OVER_BUDGET))).inc()
+            log.warning("agent %s sent %s; closing its session", s.name, exceeded)
+            await s.close(p.CloseCode.OVER_BUDGET, f"this agent sent {exceeded}; reconnect later")
+            return None
+        return frame
+
     async def _handle(self, s: AgentSession, frame: p.Frame) -> None:
         if isinstance(frame, p.Heartbeat | p.AgentStatus):
-            metrics = frame.metrics if isinstance(frame, p.Heartbeat) else None
-            comments = frame.comments if isinstance(frame, p.AgentStatus) else None
-            ok, claimed, waiting = await self.store.heartbeat(s.name, s.session, frame.state, comments, metrics)
-            if not ok:
-                await s.close(p.CloseCode.SESSION_REPLACED, "this session is no longer current; reconnect")
-                return
-            await self._push(s, claimed)
-            await self._push(s, [a for a in waiting if a.job not in s.sent])
+            await self._heartbeat(s, frame)
+        elif isinstance(frame, p.Accepted | p.Rejected | p.StateReport | p.LogChunk) and not s.owns(frame.job):
+            await self._refuse(s, frame)
         elif isinstance(frame, p.Accepted):
             await self._accepted(s, frame.job)
         elif isinstance(frame, p.Rejected):
-            s.sent.discard(frame.job)
+            s.settle(frame.job)
             await self.store.reject(s.name, frame.job)
         elif isinstance(frame, p.StateReport):
             await self._state(s, frame)
         elif isinstance(frame, p.LogChunk):
-            await self.store.append_log(frame.job, frame.offset, frame.data)
+            await self.store.append_log(frame.job, frame.offset, frame.raw)
+
+    async def _heartbeat(self, s: AgentSession, frame: p.Heartbeat | p.AgentStatus) -> None:
+        metrics = frame.metrics if isinstance(frame, p.Heartbeat) else None
+        comments = frame.comments if isinstance(frame, p.AgentStatus) else None
+        beat = await self.store.heartbeat(s.name, s.session, frame.state, comments, metrics)
+        if not beat.current:
+            await s.close(p.CloseCode.SESSION_REPLACED, "this session is no longer current; reconnect")
+            return
+        await self._push(s, beat.claimed)
+        await self._push(s, [a for a in beat.waiting if a.job not in s.sent])
+        for job, reason in beat.cancels:  # re-sent until the agent reports the job finished
+            await s.send(p.Cancel(job=job, reason=reason))
+
+    async def _refuse(self, s: AgentSession, frame: p.Accepted | p.Rejected | p.StateReport | p.LogChunk) -> None:
+        """A frame about a job this session does not hold: nothing is written for it."""
+        self.metrics.refused_frames.labels(reason=f"{frame.TYPE}-not-held").inc()
+        s.refused += 1
+        if s.refused > MAX_REFUSED_FRAMES:
+            await s.close(p.CloseCode.NOT_YOURS, f"more than {MAX_REFUSED_FRAMES} frames named jobs this session "
+                                                 "does not hold; fix or restart the agent")
+        elif isinstance(frame, p.StateReport) and frame.state.terminal:
+            await s.send(p.Ack(job=frame.job, state=frame.state))  # not ours to record: let the agent forget it
+        elif isinstance(frame, p.Accepted):
+            await s.send(p.Cancel(job=frame.job, reason="this job was not offered to this session"))
 
     async def _accepted(self, s: AgentSession, job: str) -> None:
         """A claim: the agent starts the process only on ``start``, which Redis has just agreed to."""
         result = await self.store.accept(s.name, job)
         if result == "ok":
+            s.held.add(job)
             await s.send(p.Start(job=job))
         else:
-            s.sent.discard(job)
+            s.settle(job)
             await s.send(p.Cancel(job=job, reason=f"job is {result} on this gateway's records"))
 
     async def _state(self, s: AgentSession, frame: p.StateReport) -> None:
@@ -253,7 +355,7 @@ class Gateway:
                                                   frame.exit_code, s.concurrency)
         if status == "foreign":
             log.warning("agent %s reported job %s that is not assigned to it; ignored", s.name, frame.job)
-        s.sent.discard(frame.job)
+        s.settle(frame.job)
         await s.send(p.Ack(job=frame.job, state=frame.state))
         await self._push(s, claimed)
 
@@ -276,9 +378,31 @@ class Gateway:
         await pubsub.listen(self.client, [channel, revoked], handle)
 
     async def _on_revoked(self, tid: str) -> None:
-        for s in [s for s in self.sessions.values() if s.token_id == tid]:
-            log.warning("token %s was revoked: disconnecting agent %s", tid, s.name)
-            await s.close(p.CloseCode.FORBIDDEN, "this agent's token was revoked")
+        await self._drop_tokens({tid}, "revoked")
+
+    async def _drop_tokens(self, tids: set[str], why: str) -> None:
+        """End every agent and control session holding one of ``tids``."""
+        for s in [s for s in self.sessions.values() if s.token_id in tids]:
+            log.warning("token %s was %s: disconnecting agent %s", s.token_id, why, s.name)
+            await s.close(p.CloseCode.FORBIDDEN, f"this agent's token was {why}")
+        await self.control.drop_tokens(tids, why)
+
+    async def _recheck_tokens(self) -> None:
+        """Re-validate the tokens of open sessions: a revocation notice lost while this gateway was
+        resubscribing, or a token that expired mid-session, ends its sessions within one interval."""
+        while True:
+            await asyncio.sleep(self.settings.token_recheck_interval)
+            tids = {s.token_id for s in self.sessions.values()} | self.control.token_ids()
+            tids.discard(SHARED_SECRET.id)
+            if not tids:
+                continue
+            try:
+                dead = await token_store.dead(self.client, self.keys, tids)
+            except Exception:
+                log.exception("could not re-validate %d session token(s); retrying", len(tids))
+                continue
+            if dead:
+                await self._drop_tokens(dead, "revoked or expired")
 
     async def _on_notice(self, data: str) -> None:
         kind, _, rest = data.partition("\t")
@@ -299,6 +423,19 @@ class Gateway:
             await session.send(frame)
         else:
             log.warning("unknown notice on the gateway channel: %r", data[:80])
+
+
+def _peer(ws: WebSocket) -> str:
+    return ws.client.host if ws.client else ""
+
+
+async def _close_soon(ws: WebSocket, session: AgentSession) -> None:
+    """Best effort, bounded: a peer that does not read may never take the close frame."""
+    try:
+        async with asyncio.timeout(2):
+            await close_with_error(ws, p.CloseCode.SLOW_READER, "this agent stopped reading its socket")
+    except TimeoutError:
+        log.info("agent %s did not take its close frame; dropping the connection", session.name)
 
 
 def _payload(msg: Mapping[str, Any]) -> bytes | str:

@@ -22,7 +22,8 @@ def _agent(values: list[Any], jobs: list[dict[str, str]]) -> dict[str, Any] | No
     if not h.get("name"):
         return None
     return {
-        "name": h["name"], "state": h.get("state") or "unknown", "connected": h.get("connected") == "1",
+        "name": h["name"], "state": display_state(h.get("state") or "unknown", int(h.get("used") or 0)),
+        "connected": h.get("connected") == "1",
         "queues": orjson.loads(h.get("queues") or "[]"), "concurrency": int(h.get("conc") or 0),
         "used": int(h.get("used") or 0), "metrics": orjson.loads(h.get("metrics") or "{}"),
         "comments": h.get("comments") or "", "last_seen_ms": int(h.get("seen") or 0),
@@ -30,6 +31,12 @@ def _agent(values: list[Any], jobs: list[dict[str, str]]) -> dict[str, Any] | No
         "versions": orjson.loads(h.get("versions") or "{}"), "maintenance": h.get("maintenance") == "1",
         "jobs": jobs,
     }
+
+
+def display_state(state: str, used: int) -> str:
+    """The state every view shows. An agent reports its state with each heartbeat, but slots are
+    taken by the scripts the moment a job is placed: one that holds slots is running, not idle."""
+    return "running" if state == "idle" and used > 0 else state
 
 
 async def agents(client: aioredis.Redis, keys: Keys, names: list[str] | None = None) -> list[dict[str, Any]]:
