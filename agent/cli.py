@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from edgeexec import extras, logs
@@ -105,7 +106,11 @@ def _operate(args: argparse.Namespace) -> int:
 
     url = args.url or os.environ.get("AIRFLOW__EDGEEXEC__URL")
     token = args.token or os.environ.get("AIRFLOW__EDGEEXEC__ADMIN_TOKEN")
-    local = socket_path(operate.local_name())
+    try:
+        local = socket_path(operate.local_name())
+    except OSError as exc:
+        print(f"agent: no local control socket: {exc}", file=sys.stderr)
+        local = Path("/nonexistent")
     # on the agent's own host, without --name, talk to the local agent (no token needed); queue and
     # concurrency changes re-register the agent and so go through the gateway
     use_local = (not getattr(args, "name", None) and not getattr(args, "all", False) and local.exists()

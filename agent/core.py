@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import ssl
@@ -41,7 +42,7 @@ from agent.local_control import LocalControlServer
 from agent.logtail import LogTailer, default_log_folder
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
 from agent.runner import Runner
-from agent.settings import AgentSettings
+from agent.settings import AgentSettings, scrub_secrets
 from edgeexec import protocol as p
 from edgeexec.version import __version__
 
@@ -66,7 +67,12 @@ class Agent:
         self.claimed: dict[str, p.Run] = {}
         self.starting: dict[str, int] = {}
         self.unstarted: set[str] = set()
+        """Claims of a session that ended before their ``start``: listed as assigned in the next hello
+        (so Redis returns them to pending) until a welcome confirms that hello was registered."""
+        self.withdrawn: set[str] = set()
+        """Claims withdrawn by a cancel before ``start`` came: a late start is reported failed."""
         self.cancel_reasons: dict[str, str] = {}
+        self._before_change: tuple[tuple[str, ...], int] | None = None
         self.draining = False
         self.maintenance = False
         self.comments = ""
@@ -134,6 +140,9 @@ class Agent:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self.drain, False)
         loop.add_signal_handler(signal.SIGTERM, self.drain, True)
+        gone = scrub_secrets(os.environ, self.s.token)  # before the forkserver copies the environment
+        if gone:
+            log.info("removed %s from the environment tasks inherit", ", ".join(sorted(gone)))
         self.runner = Runner(loop, self._job_exited, self.s.execution_api_url)
         log.info("agent %s: loading Airflow into the task forkserver", self.s.name)
         await self.runner.warm()
@@ -193,21 +202,20 @@ class Agent:
 
     async def _session(self, ws: ClientConnection) -> None:
         await ws.send(p.encode(self._hello()).decode())
-        self.unstarted.clear()  # the gateway returns them to pending on this hello
         welcome = p.decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT), allowed=p.GATEWAY_FRAMES)
         if isinstance(welcome, p.Error):
-            if close_code_is_fatal(welcome.code):
-                raise FatalConnectError(f"gateway refused this agent: {welcome.message}")
-            raise ConnectionError(f"gateway refused this agent for now: {welcome.message}")
+            self._refused(welcome)
         if not isinstance(welcome, p.Welcome):
             raise p.ProtocolError(f"expected welcome, got {welcome.TYPE}")
+        # registered: Redis has returned the unstarted claims to pending (not before: a hello
+        # lost in a failover must list them again, or they would turn into failed tries)
+        self.unstarted.clear()
+        self._before_change = None
         for warning in welcome.warnings:
             log.warning("gateway: %s", warning)
         self.ws, self.heartbeat_interval = ws, welcome.heartbeat_interval
-        if welcome.maintenance and not self.maintenance:
-            log.info("the fleet record says this agent is in maintenance (%s)", welcome.comments or "no comment")
-            self.maintenance, self.comments = True, welcome.comments
-            await self._send(p.AgentStatus(state=self.state, comments=self.comments))
+        self.logs.max_piece = p.log_piece_limit(welcome.max_frame)
+        await self._adopt_maintenance(welcome)
         log.info("connected to %s (session %s)", self.s.url, welcome.session[:8])
         for report in list(self.finished.values()):
             await self._send(report)
@@ -230,6 +238,30 @@ class Agent:
             raise FatalConnectError(f"gateway closed the session: {code} {ws.close_reason}")
         if not self._done():
             log.warning("session closed (%s %s)", code, ws.close_reason or "")
+
+    def _refused(self, error: p.Error) -> None:
+        """The gateway refused the hello. After an operator's set-queues/set-concurrency that the
+        token does not allow, go back to what was registered before instead of exiting."""
+        if self._before_change is not None:
+            log.error("the gateway refused the new queues/concurrency (%s); keeping the previous ones", error.message)
+            self.queues, self.concurrency = self._before_change
+            self._before_change = None
+            raise ConnectionError(f"gateway refused the new registration: {error.message}")
+        if close_code_is_fatal(error.code):
+            raise FatalConnectError(f"gateway refused this agent: {error.message}")
+        raise ConnectionError(f"gateway refused this agent for now: {error.message}")
+
+    async def _adopt_maintenance(self, welcome: p.Welcome) -> None:
+        """The fleet record is the operator's: maintenance set or cleared while away applies now."""
+        if welcome.maintenance and not self.maintenance:
+            log.info("the fleet record says this agent is in maintenance (%s)", welcome.comments or "no comment")
+            self.maintenance, self.comments = True, welcome.comments
+        elif welcome.maintenance_cleared and self.maintenance:
+            log.info("an operator ended this agent's maintenance while it was disconnected")
+            self.maintenance, self.comments = False, ""
+        else:
+            return
+        await self._send(p.AgentStatus(state=self.state, comments=self.comments))
 
     def _hello(self) -> p.Hello:
         jobs = [p.JobStatus(job, p.JobState.RUNNING) for job in self.running]
@@ -308,11 +340,16 @@ class Agent:
     async def _start(self, job: str) -> None:
         frame = self.claimed.pop(job, None)
         if frame is None:
-            if job not in self.running and job not in self.finished:
+            if job in self.withdrawn:
                 # the claim was withdrawn (cancel) before Redis answered: the job must not hang as running
+                self.withdrawn.discard(job)
                 self.finished[job] = p.StateReport(job, p.JobState.FAILED, None,
                                                    "cancelled on the agent before its process started")
                 await self._send(self.finished[job])
+            elif job in self.unstarted:
+                # the session ended after this start arrived: the claim is listed as assigned in the
+                # next hello and goes back to pending; it never ran, so nothing is reported
+                log.info("job %s: start arrived as its session ended; it returns to pending", job)
             return
         assert self.runner is not None
         self.starting[job] = frame.slots
@@ -333,7 +370,10 @@ class Agent:
 
     def _cancel(self, job: str, reason: str) -> None:
         if self.claimed.pop(job, None) is not None:
+            self.withdrawn.add(job)
             log.info("job %s withdrawn before it started: %s", job, reason)
+        elif job in self.unstarted:
+            self.unstarted.discard(job)  # revoked while between sessions: Redis already cancelled it
         elif job in self.running and self.runner:
             log.info("cancelling job %s: %s", job, reason)
             self.cancel_reasons[job] = reason or "cancelled"
@@ -342,6 +382,7 @@ class Agent:
     async def _command(self, frame: p.Command) -> None:
         log.info("operator command: %s%s", frame.action, f" ({frame.comments})" if frame.comments else "")
         if frame.action in ("set_queues", "set_concurrency"):
+            self._before_change = self._before_change or (self.queues, self.concurrency)
             self.queues = frame.queues or self.queues
             self.concurrency = frame.concurrency or self.concurrency
             if self.ws is not None:  # a new hello registers the new queues/concurrency

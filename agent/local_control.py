@@ -1,7 +1,8 @@
 """The agent's local control socket: operator commands on the agent's own host, no token needed.
 
-A Unix socket (mode 0600, so only the agent's user can use it) at
-``$XDG_RUNTIME_DIR/edgeexec-agent-<name>.sock`` (or the system temp dir). One JSON request per
+A Unix socket (mode 0600, so only the agent's user can use it) named ``edgeexec-agent-<name>.sock``
+in a directory only that user can enter (see :func:`socket_dir`); a directory that fails that
+check is refused, and the agent then runs without its local socket rather than crash-looping. One JSON request per
 connection, answered with JSON lines in the same shapes as the gateway's control endpoint, so the
 CLI renders both alike:
 
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,11 +29,35 @@ import orjson
 log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.5
 ACTIONS = frozenset({"maintenance_on", "maintenance_off", "drain", "shutdown"})
+SYSTEMD_DIR = Path("/run/edgeexec-agent")
+
+
+def socket_dir() -> Path:
+    """A directory only this user can enter: systemd's RuntimeDirectory ($RUNTIME_DIRECTORY), the
+    login session's $XDG_RUNTIME_DIR, else a per-user 0700 directory under the temp dir that is
+    refused unless this user owns it (another local user could otherwise pre-create the socket)."""
+    if base := os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]:
+        return _private(Path(base))
+    if SYSTEMD_DIR.is_dir() and SYSTEMD_DIR.stat().st_uid == os.getuid():
+        return _private(SYSTEMD_DIR)  # the unit's RuntimeDirectory, found from an operator's shell too
+    if base := os.environ.get("XDG_RUNTIME_DIR", ""):
+        return _private(Path(base))
+    path = Path(tempfile.gettempdir()) / f"edgeexec-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    return _private(path)
+
+
+def _private(path: Path) -> Path:
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{path} is not a private directory of this user (owner uid {st.st_uid}, mode "
+                      f"{stat.filemode(st.st_mode)}); remove it, or set XDG_RUNTIME_DIR to a private directory")
+    return path
 
 
 def socket_path(name: str) -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(base) / f"edgeexec-agent-{name}.sock"
+    return socket_dir() / f"edgeexec-agent-{name}.sock"
 
 
 class Controllable(Protocol):
@@ -44,10 +70,16 @@ class Controllable(Protocol):
 
 class LocalControlServer:
     def __init__(self, agent: Controllable, name: str) -> None:
-        self.agent, self.path = agent, socket_path(name)
+        self.agent, self.name = agent, name
+        self.path: Path | None = None
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        try:
+            self.path = socket_path(self.name)
+        except OSError as exc:
+            log.error("no local control socket (`agent status` on this host will not work): %s", exc)
+            return
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # left by an agent that was killed; a live one would hold the name anyway
         old = os.umask(0o177)
@@ -60,8 +92,9 @@ class LocalControlServer:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import orjson
 
-from edgeexec.protocol import LogChunk
+from edgeexec.protocol import MAX_LOG_PIECE, LogChunk
 
 log = logging.getLogger(__name__)
-MAX_CHUNK = 64 * 1024
+MAX_CHUNK = MAX_LOG_PIECE
 
 
 def default_log_folder() -> str:
@@ -42,6 +42,8 @@ class LogTailer:
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
         self.tails: dict[str, _Tail] = {}
+        self.max_piece = MAX_CHUNK
+        """Raw bytes per frame; set from the gateway's max_frame (protocol.log_piece_limit)."""
 
     def watch(self, job: str, workload_json: str) -> None:
         rel = log_path_of(workload_json)
@@ -64,9 +66,9 @@ class LogTailer:
             data = data[: data.rindex(b"\n") + 1]
         elif not final:
             data = b""
-        for i in range(0, len(data), MAX_CHUNK):
-            piece = data[i:i + MAX_CHUNK]
-            out.append(LogChunk(job=job, offset=tail.offset, data=piece.decode(errors="replace")))
+        for i in range(0, len(data), self.max_piece):
+            piece = data[i:i + self.max_piece]
+            out.append(LogChunk.of(job, tail.offset, piece))  # bytes as written: the gateway stores them exactly
             tail.offset += len(piece)
         if final:
             self.tails.pop(job, None)

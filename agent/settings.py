@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,22 @@ from edgeexec.errors import ConfigError
 from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
 
 SECTION = "edgeexec"
+SECRET_SETTINGS = ("TOKEN", "ADMIN_TOKEN", "SHARED_SECRET", "METRICS_TOKEN")
+"""``AIRFLOW__EDGEEXEC__<name>`` variables that hold secrets: never inherited by a task."""
+
+
+def scrub_secrets(environ: MutableMapping[str, str], *secrets: str) -> list[str]:
+    """Remove edgeexec's secrets from ``environ`` (in place), by name and by value; the names removed.
+
+    Tasks inherit the agent's environment, and a task that prints its environment writes it to
+    its log, which every log reader sees. A secret copied to another variable is caught by value.
+    """
+    names = {f"AIRFLOW__{SECTION.upper()}__{n}" for n in SECRET_SETTINGS}
+    values = {s for s in secrets if s}
+    gone = [k for k, v in environ.items() if k in names or (values and v in values)]
+    for k in gone:
+        del environ[k]
+    return gone
 
 
 @dataclass(frozen=True)
