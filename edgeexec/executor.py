@@ -47,6 +47,10 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         self.dispatcher: Dispatcher | None = None
         self._jobs: dict[str, _Tracked] = {}
         self._by_key: dict[Any, str] = {}
+        self._unsent: dict[Any, JobSpec] = {}
+        """Specs whose submit failed: retried with the *same* job id, so a batch that was partly
+        executed before the error (Redis applied some scripts, then the connection broke) is not
+        placed twice: the store ignores a job id it already holds."""
         self._next_sweep = 0.0
         self.sweep_every = 1.0
         self.default_queue = conf.get("operators", "default_queue", fallback="default")
@@ -80,7 +84,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         for workload in workload_items:
             key = workload.key
             self.queued_tasks.pop(key, None) or self.queued_callbacks.pop(key, None)
-            spec = spec_for(workload, self.default_queue)
+            spec = self._unsent.pop(key, None) or spec_for(workload, self.default_queue)
             specs.append(spec)
             self._track(key, spec)
         try:
@@ -90,6 +94,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
             for workload, spec in zip(workload_items, specs, strict=True):
                 self._forget(spec.job_id)
                 self.running.discard(workload.key)
+                self._unsent[workload.key] = spec
                 self.queue_workload(workload, session=None)  # type: ignore[arg-type]
 
     def _track(self, key: Any, spec: JobSpec) -> None:
@@ -178,6 +183,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         if job_id is not None:
             self._forget(job_id)
         self.running.discard(ti.key)
+        self._unsent.pop(ti.key, None)
         self.queued_tasks.pop(ti.key, None)
 
     def end(self) -> None:

@@ -23,17 +23,21 @@ LogResponse = tuple[list[str], list[str]]
 def read(ti_id: Any, try_number: int) -> LogResponse:
     """(sources, [log text]) for one try, or ([], []) if no agent streamed it."""
     settings = ExecutorSettings.load(airflow_lookup(SECTION))
-    client = connect(settings.redis_url, decode_responses=True, socket_timeout=5)
+    # bytes, not decoded by the client: a log holds whatever bytes the task wrote (stored exactly);
+    # only this view replaces invalid UTF-8, so reading a log can never fail on its content
+    client = connect(settings.redis_url, decode_responses=False, socket_timeout=5)
     keys = Keys(settings.redis_prefix)
     try:
-        job: Any = client.get(keys.ref(task_ref(ti_id, try_number)))
-        text: Any = client.get(keys.log(str(job))) if job else None
-        fields: Any = client.hmget(keys.job(str(job)), "agent", "blocked", "state", "reason") if job else [None] * 4
+        raw_job: Any = client.get(keys.ref(task_ref(ti_id, try_number)))
+        job = raw_job.decode() if raw_job else None
+        raw: Any = client.get(keys.log(job)) if job else None
+        fields: Any = client.hmget(keys.job(job), "agent", "blocked", "state", "reason") if job else [None] * 4
     except redis.RedisError as exc:
         return [f"edgeexec: could not read the task log from Redis: {exc}"], []
     finally:
         client.close()
-    agent, blocked, state, reason = fields
+    text = raw.decode(errors="replace") if raw else ""
+    agent, blocked, state, reason = (f.decode(errors="replace") if f else None for f in fields)
     if not text and blocked:
         # it never reached an agent: say why instead of an empty log
         return [f"edgeexec: job {job} never started"], [f"edgeexec: this task {blocked} (job {state}: {reason or '-'})\n"]

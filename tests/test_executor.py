@@ -135,3 +135,84 @@ def test_redis_outage_keeps_workloads_queued(executor: Any, tmp_path: Path) -> N
     _queue(executor, w)
     executor.heartbeat()
     assert w.ti.key in executor.queued_tasks and w.ti.key not in executor.running
+
+
+@pytest.fixture()
+def small_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of its own whose maxmemory a test can lower (OOM mid-pipeline)."""
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmp_path / "small-redis", extra=["--maxmemory-policy", "noeviction"]).start()
+    yield server
+    server.stop()
+
+
+def test_a_batch_that_failed_half_way_is_resubmitted_without_placing_a_try_twice(
+        small_redis: Any, tmp_path: Path) -> None:
+    """Redis runs the first scripts of a submit pipeline, then refuses the rest (OOM). The executor
+    keeps running (StoreUnavailable, not an exception out of the scheduler loop) and retries with
+    the same job ids, so the tries already placed on an agent are not placed a second time."""
+    env = {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db",
+           "AIRFLOW__EDGEEXEC__REDIS_URL": small_redis.url, "AIRFLOW__EDGEEXEC__REDIS_PREFIX": "oom",
+           "AIRFLOW__API_AUTH__JWT_SECRET": "not-used-here"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    client = redis.Redis.from_url(small_redis.url, decode_responses=True)
+    try:
+        from edgeexec import EdgeExecutor
+
+        ex = EdgeExecutor(parallelism=50)
+        ex.job_id = 7
+        ex.start()
+        lua = Lua(client, Keys("oom"))
+        lua.register("wide", 50)
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 300_000)
+        work = [_workload() for _ in range(20)]
+        for w in work:
+            w.token = "t" * 40_000  # big workloads: the pipeline runs out of memory part-way
+        _queue(ex, *work)
+        ex.heartbeat()
+        placed_first = len(client.smembers(Keys("oom").agent_jobs("wide")))
+        assert 0 < placed_first < 20, "the first submit was meant to fail half-way"
+        client.config_set("maxmemory", 0)
+        ex.heartbeat()
+        jobs = [client.hgetall(k) for k in client.scan_iter("oom:job:*")]
+        assert len(jobs) == 20, "every try is one job, whatever the retry"
+        assert len(client.smembers(Keys("oom").agent_jobs("wide"))) == 20
+        ex.end()
+    finally:
+        client.close()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_read_only_and_out_of_memory_errors_are_retried_not_raised(small_redis: Any, tmp_path: Path) -> None:
+    """READONLY (a failover's old master, here a replica) and OOM reach the executor as
+    StoreUnavailable, which it retries; they never end the scheduler loop."""
+    from edgeexec.errors import StoreUnavailable
+    from edgeexec.jobs import JobSpec
+    from edgeexec.redis_dispatcher import RedisDispatcher
+    from tests.servers import RedisServer
+
+    replica = RedisServer(tmp_path / "replica", extra=["--replicaof", "127.0.0.1", str(small_redis.port)]).start()
+    try:
+        d = RedisDispatcher.from_url(replica.url, "ro", liveness_s=30, job_ttl_s=60)
+        d.start("s")
+        with pytest.raises(StoreUnavailable, match="ReadOnlyError"):
+            d.submit([JobSpec("j", "r", "task", "q", 1, 0, "w")])
+        with pytest.raises(StoreUnavailable):
+            d.sweep()
+        d.stop(terminate=False)
+    finally:
+        replica.stop()
+    client = redis.Redis.from_url(small_redis.url)
+    client.config_set("maxmemory", 1)
+    d = RedisDispatcher.from_url(small_redis.url, "oom2", liveness_s=30, job_ttl_s=60)
+    d.start("s")
+    with pytest.raises(StoreUnavailable, match="OutOfMemoryError"):
+        d.submit([JobSpec("j", "r", "task", "q", 1, 0, "w")])
+    client.config_set("maxmemory", 0)
+    client.close()
