@@ -80,27 +80,66 @@ def test_sentinel_urls_parse_and_errors_say_what_is_wrong() -> None:
     assert "pw" not in redact("redis+sentinel://:pw@s1:26379/m?sentinel_password=sp")
 
 
-async def _run_one(agent: RawAgent, dispatcher: RedisDispatcher, queue: str) -> str:
-    """Submit as the executor does: a StoreUnavailable is retried on the next scheduler heartbeat."""
-    spec = _spec(queue)
-    for _ in range(60):
-        try:
-            dispatcher.submit([spec])
-            break
-        except StoreUnavailable:
-            await asyncio.sleep(0.5)
-    run = None
-    for _ in range(30):  # heartbeating as a real agent does: a run notice lost while the gateway
-        try:             # re-subscribed to the new master is resent on the next heartbeat
-            run = await agent.recv_type(p.Run, timeout=1)
-            break
-        except TimeoutError:
-            await agent.send(p.Heartbeat(used=0, state="idle"))
-    assert run is not None and run.job == spec.job_id, "the job never reached the agent"
-    await agent.send(p.Accepted(job=run.job))
-    await agent.send(p.StateReport(job=run.job, state=p.JobState.SUCCESS, exit_code=0))
-    await agent.recv_type(p.Ack, timeout=30)
-    return run.job
+RECONNECT_CODES = {p.CloseCode.TRY_AGAIN_LATER, p.CloseCode.GOING_AWAY, p.CloseCode.SILENT,
+                   p.CloseCode.SESSION_REPLACED, None}
+"""Close codes after which a real agent reconnects (agent/reconnect.py: everything not fatal);
+None is a connection that dropped without a close frame."""
+
+
+class StandInAgent:
+    """Stands in for agent/core.py across a failover, as the real agent behaves: it heartbeats while
+    it waits, and when the gateway closes its session with a code an agent reconnects on (1013
+    while the gateway has no Redis, among others) it reconnects and says hello again, listing the
+    results not yet acked, so the gateway re-offers its jobs and takes the results."""
+
+    def __init__(self, port: int, instance: str) -> None:
+        self.port, self.instance = port, instance
+        self.ws: Any = None
+        self.raw: RawAgent | None = None
+        self.unacked: dict[str, p.StateReport] = {}
+
+    async def connect(self) -> None:
+        jobs = tuple(p.JobStatus(j, r.state, r.exit_code) for j, r in self.unacked.items())
+        self.ws, self.raw = await _session(self.port, self.instance, jobs)
+        for report in self.unacked.values():
+            await self.raw.send(report)
+
+    async def _frame(self, cls: type) -> Any:
+        """The next frame of type ``cls``, heartbeating each second and reconnecting as needed."""
+        for _ in range(60):
+            assert self.raw is not None
+            try:
+                return await self.raw.recv_type(cls, timeout=1)
+            except TimeoutError:
+                with contextlib.suppress(ConnectionClosed):
+                    await self.raw.send(p.Heartbeat(used=0, state="idle"))
+            except ConnectionClosed:
+                assert self.ws.close_code in RECONNECT_CODES, f"closed with {self.ws.close_code}"
+                await self.connect()
+        raise AssertionError(f"no {cls.TYPE} frame in 60 s")
+
+    async def run_one(self, dispatcher: RedisDispatcher, queue: str) -> str:
+        """Submit as the executor does (a StoreUnavailable is retried on the next scheduler
+        heartbeat), then take the job, run it and wait for the result to be acked."""
+        spec = _spec(queue)
+        for _ in range(60):
+            try:
+                dispatcher.submit([spec])
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.5)
+        run = await self._frame(p.Run)
+        assert run.job == spec.job_id, "another job reached the agent"
+        assert self.raw is not None
+        with contextlib.suppress(ConnectionClosed):
+            await self.raw.send(p.Accepted(job=run.job))
+        await self._frame(p.Start)
+        self.unacked[run.job] = p.StateReport(job=run.job, state=p.JobState.SUCCESS, exit_code=0)
+        with contextlib.suppress(ConnectionClosed):
+            await self.raw.send(self.unacked[run.job])
+        await self._frame(p.Ack)
+        self.unacked.pop(run.job)
+        return str(run.job)
 
 
 async def _finished(dispatcher: RedisDispatcher, job: str, timeout: float = 30) -> list[Any]:
@@ -114,12 +153,12 @@ async def _finished(dispatcher: RedisDispatcher, job: str, timeout: float = 30) 
     raise AssertionError(f"job {job} never reported success; saw {seen}")
 
 
-async def _session(port: int, instance: str) -> tuple[Any, RawAgent]:
+async def _session(port: int, instance: str, jobs: tuple[p.JobStatus, ...] = ()) -> tuple[Any, RawAgent]:
     """Connect and hello as the real agent does, retrying while the gateway has no Redis."""
     for _ in range(60):
         ws = await connect(f"ws://127.0.0.1:{port}/ws/agent", additional_headers={"Authorization": f"Bearer {SECRET}"})
         agent = RawAgent(ws, "ha-agent")
-        await agent.send(p.Hello(name="ha-agent", instance=instance, queues=("ha",), concurrency=2))
+        await agent.send(p.Hello(name="ha-agent", instance=instance, queues=("ha",), concurrency=2, jobs=jobs))
         try:
             frame = await agent.recv()
         except ConnectionClosed:
@@ -138,10 +177,10 @@ async def test_jobs_flow_through_a_sentinel_failover(sentinel_set: SentinelSet, 
                                   "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET": "true"})
     dispatcher = RedisDispatcher.from_url(sentinel_set.url, prefix, liveness_s=30, job_ttl_s=600)
     dispatcher.start("sched-ha")
-    instance = uuid.uuid4().hex
+    agent = StandInAgent(port, uuid.uuid4().hex)
     try:
-        ws, agent = await _session(port, instance)
-        before = await _run_one(agent, dispatcher, "ha")
+        await agent.connect()
+        before = await agent.run_one(dispatcher, "ha")
         assert [e.state for e in await _finished(dispatcher, before)] == [p.JobState.RUNNING, p.JobState.SUCCESS]
 
         old = sentinel_set.master_port()
@@ -149,19 +188,13 @@ async def test_jobs_flow_through_a_sentinel_failover(sentinel_set: SentinelSet, 
         sentinel_set.master.proc.send(9)  # type: ignore[union-attr]
         wait_for(lambda: sentinel_set.master_port() != old, 60, "the sentinel to promote the replica")
 
-        # The session's next frame either reaches the new master, or the gateway closes the
-        # session with 1013 (it lost Redis) and the agent reconnects: both are recoveries.
-        await agent.send(p.Heartbeat(used=0, state="idle"))
-        try:
-            await asyncio.wait_for(ws.wait_closed(), 3)
-            assert ws.close_code == p.CloseCode.TRY_AGAIN_LATER, ws.close_code
-            ws, agent = await _session(port, instance)
-        except TimeoutError:
-            pass
-        after = await _run_one(agent, dispatcher, "ha")
+        # The session's frames either reach the new master, or the gateway closes the session
+        # with 1013 (it lost Redis) and the stand-in reconnects as an agent does, whenever that
+        # happens: both are recoveries.
+        after = await agent.run_one(dispatcher, "ha")
         assert [e.state for e in await _finished(dispatcher, after)][-1] is p.JobState.SUCCESS
         assert not [e for e in dispatcher.events() if e.job_id == before], "a job was reported twice"
-        await ws.close()
+        await agent.ws.close()
     finally:
         dispatcher.stop(terminate=False)
         gw.stop()
