@@ -230,6 +230,25 @@ def test_gateway_mounted_in_the_airflow_api_server(e2e: E2E) -> None:
         agent.stop()
 
 
+def test_a_task_that_prints_its_environment_shows_no_edgeexec_secret(e2e: E2E) -> None:
+    """Tasks do not inherit the agent's token or the gateway secret: not in the task's log as Airflow
+    serves it, not in the log files on the agent's disk, not in the copy streamed into Redis."""
+    run_id, state = e2e.run("e2e_print_env")
+    assert state == "success"
+    log = e2e.stack.task_log("e2e_print_env", run_id, "print_env")
+    assert "AIRFLOW_HOME=" in log, "the task printed its environment"
+    secret = e2e.stack.secret
+    assert secret not in log and "AIRFLOW__EDGEEXEC__TOKEN" not in log
+    on_disk = [p for p in (e2e.stack.home / "agent-logs").rglob("*") if p.is_file() and "e2e_print_env" in str(p)]
+    assert on_disk, "the agent wrote the task's log to its disk"
+    for path in on_disk:
+        assert secret not in path.read_text(errors="replace"), f"the agent token in {path}"
+    (ti,) = e2e.task_instances("e2e_print_env", run_id)
+    job = e2e.job_of(ti.id, ti.try_number)
+    stored = e2e.redis.get(e2e.keys.log(job["id"])) or ""
+    assert "AIRFLOW_HOME=" in stored and secret not in stored
+
+
 def test_no_workload_jwt_in_gateway_or_agent_logs(e2e: E2E) -> None:
     """After every test above, no Execution-API JWT (they start with 'eyJ') is in an edgeexec log."""
     logs = [p for p in e2e.stack.home.glob("*.log") if p.name.startswith(("gateway", "agent-"))]

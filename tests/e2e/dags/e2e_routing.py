@@ -83,3 +83,12 @@ with DAG("e2e_drain", schedule=None, start_date=START, catchup=False, params={"m
         time.sleep(float(params["sleep"]))  # type: ignore[index]
 
     sleepy()
+
+with DAG("e2e_print_env", schedule=None, start_date=START, catchup=False):
+
+    @task
+    def print_env() -> None:
+        for name, value in sorted(os.environ.items()):
+            print(f"{name}={value}", flush=True)
+
+    print_env()
