@@ -18,6 +18,7 @@ from batchexec.kwargs import camelize_keys, command_for, submit_kwargs
 from batchexec.settings import BatchSettings
 from edgeexec.config import env_lookup
 from edgeexec.jobs import JobSpec
+from edgeexec.localstack.processes import wait_for
 from edgeexec.protocol import JobState
 from tests.conftest import REGION, BatchEndpoint
 
@@ -182,8 +183,13 @@ def test_poll_interval_backs_off_while_nothing_changes(batch_endpoint: BatchEndp
     """Not every scheduler loop polls: an idle stretch doubles the interval up to the maximum."""
     now = [0.0]
     d = _dispatcher(batch_endpoint, clock=lambda: now[0], poll_interval_min=1.0, poll_interval_max=8.0)
+    def running() -> set[str]:
+        listed = batch_endpoint.client.list_jobs(jobQueue=batch_endpoint.queue, jobStatus="RUNNING")
+        return {j["jobId"] for j in listed["jobSummaryList"]}
+
+    already = running()
     d.submit([standin_spec(["sleep", "30"])])
-    time.sleep(1.5)  # let the stand-in reach RUNNING
+    wait_for(lambda: bool(running() - already), 30, "the stand-in job to reach RUNNING")
     polls = []
     before = batch_endpoint.counts().get("describe_jobs", 0)
     for tick in range(60):  # 60 scheduler loops, one simulated second apart

@@ -50,6 +50,9 @@ def tgw(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     port, proc = start_gateway(redis_server.url, keys.prefix, log, "--log-level", "debug")
     yield Gateway(port, keys, proc)
     proc.stop()
+    # after every test of this module, in whatever order they ran (debug logging on): no secret logged
+    text = log.read_text()
+    assert "eex_" not in text and "Bearer" not in text, "a token secret in the gateway's log"
 
 
 def cli(gw: Gateway, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -141,8 +144,41 @@ def test_list_never_shows_secrets_and_create_validates(tgw: Gateway, redis_serve
     assert bad.returncode == 2 and "agent name" in bad.stderr
 
 
-def test_tokens_never_reach_the_gateway_log(tgw: Gateway) -> None:
-    """After all the above (debug logging on), no token secret appears in the gateway's log."""
-    assert tgw.proc.log is not None
-    text = tgw.proc.log.read_text()
-    assert "eex_" not in text and "Bearer" not in text
+def test_a_created_token_is_always_listed_while_others_come_and_go(redis_server: Any) -> None:
+    """Creating, listing, expiring and revoking tokens concurrently (CLIs on several hosts): a
+    token is in every listing taken after its creation returned and before its revocation."""
+    import threading
+
+    from edgeexec import token_store
+
+    keys = Keys(f"tr{uuid.uuid4().hex[:8]}")
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def churn() -> None:
+        c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        while not stop.is_set():
+            _, info = token_store.create(c, keys, agent="churn", queues=("q",), admin=False, ttl_s=1)
+            token_store.list_tokens(c, keys)
+            token_store.revoke(c, keys, info.id)
+        c.close()
+
+    def check() -> None:
+        c = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        for i in range(150):
+            _, info = token_store.create(c, keys, agent=f"kept-{i}", queues=("q",), admin=False, ttl_s=None)
+            if info.id not in {t.id for t in token_store.list_tokens(c, keys)}:
+                errors.append(info.id)
+        c.close()
+
+    workers = [threading.Thread(target=churn) for _ in range(3)]
+    for w in workers:
+        w.start()
+    check()
+    stop.set()
+    for w in workers:
+        w.join()
+    assert not errors, f"{len(errors)} freshly created token(s) missing from the listing"
+    assert len([t for t in token_store.list_tokens(client, keys) if t.agent.startswith("kept-")]) == 150
+    client.close()

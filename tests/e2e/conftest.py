@@ -101,6 +101,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         stack.api("POST", "/connections", {"connection_id": "e2e_connection", "conn_type": "postgres",
                                            "host": "example.internal", "port": 5432})
         yield E2E(stack, request.param, batch_endpoint)
+        _no_jwt_in_edgeexec_logs(home)  # after every test on this stack, in whatever order they ran
     except Exception:
         stack.print_tails()
         raise
@@ -108,3 +109,11 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         stack.stop()
         if pg:
             pg.stop()
+
+
+def _no_jwt_in_edgeexec_logs(home: Path) -> None:
+    """No Execution-API JWT (they start with 'eyJ') is in a gateway's or an agent's log."""
+    logs = [p for p in home.glob("*.log") if p.name.startswith(("gateway", "agent-"))]
+    assert logs
+    for path in logs:
+        assert "eyJ" not in path.read_text(errors="replace"), f"a JWT in {path.name}"
