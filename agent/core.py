@@ -78,6 +78,7 @@ class Agent:
         self.comments = ""
         self.ws: ClientConnection | None = None
         self.heartbeat_interval = 10.0
+        self.protocol = max(p.PROTOCOL_VERSIONS)
         self.runner: Runner | None = None
         self._stopped = asyncio.Event()
         self._drained_at: float | None = None
@@ -210,10 +211,11 @@ class Agent:
         # registered: Redis has returned the unstarted claims to pending (not before: a hello
         # lost in a failover must list them again, or they would turn into failed tries)
         self.unstarted.clear()
+        self.withdrawn.clear()  # a start for a claim of an earlier session can no longer come
         self._before_change = None
         for warning in welcome.warnings:
             log.warning("gateway: %s", warning)
-        self.ws, self.heartbeat_interval = ws, welcome.heartbeat_interval
+        self.ws, self.heartbeat_interval, self.protocol = ws, welcome.heartbeat_interval, welcome.protocol
         self.logs.max_piece = p.log_piece_limit(welcome.max_frame)
         await self._adopt_maintenance(welcome)
         log.info("connected to %s (session %s)", self.s.url, welcome.session[:8])
@@ -242,7 +244,7 @@ class Agent:
     def _refused(self, error: p.Error) -> None:
         """The gateway refused the hello. After an operator's set-queues/set-concurrency that the
         token does not allow, go back to what was registered before instead of exiting."""
-        if self._before_change is not None:
+        if self._before_change is not None and error.code in (p.CloseCode.FORBIDDEN, p.CloseCode.INVALID_HELLO):
             log.error("the gateway refused the new queues/concurrency (%s); keeping the previous ones", error.message)
             self.queues, self.concurrency = self._before_change
             self._before_change = None
@@ -276,7 +278,7 @@ class Agent:
         if ws is None:
             return
         try:
-            await ws.send(p.encode(frame).decode())
+            await ws.send(p.encode_for(frame, self.protocol).decode())
         except ConnectionClosed:
             log.debug("could not send %s: session closed; it will be resent", frame.TYPE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from edgeexec.protocol import MAX_LOG_PIECE, LogChunk
+from edgeexec.protocol import MAX_LOG_PIECE, MAX_STORED_LOG, LogChunk
 
 log = logging.getLogger(__name__)
 MAX_CHUNK = MAX_LOG_PIECE
@@ -54,6 +54,10 @@ class LogTailer:
         """New complete lines since the last call (everything left, if ``final``)."""
         tail = self.tails.get(job)
         if tail is None:
+            return []
+        if tail.offset >= MAX_STORED_LOG:  # the gateway keeps no more than this: do not send it
+            if final:
+                self.tails.pop(job, None)
             return []
         out = []
         try:

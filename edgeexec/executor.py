@@ -92,7 +92,8 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         except StoreUnavailable as exc:
             self.log.error("could not submit %d job(s), will retry next heartbeat: %s", len(specs), exc)
             for workload, spec in zip(workload_items, specs, strict=True):
-                self._forget(spec.job_id)
+                # still tracked: if Redis applied it after all, its events settle it and the retry is
+                # dropped (_apply); if not, the retry submits the same job id
                 self.running.discard(workload.key)
                 self._unsent[workload.key] = spec
                 self.queue_workload(workload, session=None)  # type: ignore[arg-type]
@@ -138,6 +139,10 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         tracked = self._jobs.get(event.job_id)
         if tracked is None:
             return  # superseded, revoked, or another scheduler's job
+        if self._unsent.pop(tracked.key, None) is not None:
+            # a submit reported as failed had reached Redis after all: no retry, it is running
+            self.queued_tasks.pop(tracked.key, None) or self.queued_callbacks.pop(tracked.key, None)
+            self.running.add(tracked.key)
         if event.state is JobState.RUNNING:
             self.running_state(tracked.key, event.external_id or event.job_id)
             return

@@ -46,6 +46,8 @@ PROTOCOL_VERSIONS: tuple[int, ...] = (2, 3)
 own, so a job re-placed while its ``run`` frame was in flight never starts twice. Version 3 sends
 log pieces as raw bytes (base64, field ``b64``), so a log is byte-exact whatever a task writes; a
 version-2 agent's text pieces are still accepted."""
+MAX_STORED_LOG = 1 << 20
+"""Bytes of a job's log the gateway stores; the agent streams no more than this per job."""
 MAX_LOG_PIECE = 64 * 1024
 """Raw bytes in one ``log`` frame: the agent splits larger reads, the gateway refuses larger pieces."""
 
@@ -487,16 +489,18 @@ class LogChunk:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LogChunk:
         f = "log"
-        if "data" in d and "b64" not in d:  # a version-2 agent
+        limit = MAX_LOG_PIECE
+        if "data" in d and "b64" not in d:  # a version-2 agent: 64 Ki characters, each up to 4 bytes
             raw = _str(d["data"], "data", f, MAX_LOG_PIECE).encode()
+            limit = 4 * MAX_LOG_PIECE
         else:
             text = _str(_req(d, "b64", f), "b64", f, 4 * MAX_LOG_PIECE // 3 + 4)
             try:
                 raw = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
                 raise ProtocolError("log.b64 is not valid base64; send the piece's raw bytes base64-encoded") from None
-        if len(raw) > MAX_LOG_PIECE:
-            raise ProtocolError(f"log piece is {len(raw)} bytes; the limit is {MAX_LOG_PIECE}: split it")
+        if len(raw) > limit:
+            raise ProtocolError(f"log piece is {len(raw)} bytes; the limit is {limit}: split it")
         return cls.of(_job(d, f), _int(_req(d, "offset", f), "offset", f), raw)
 
 
@@ -622,6 +626,15 @@ def to_dict(frame: Frame) -> dict[str, Any]:
 
 def encode(frame: Frame) -> bytes:
     return orjson.dumps(to_dict(frame))
+
+
+def encode_for(frame: Frame, version: int) -> bytes:
+    """``frame`` as a peer speaking protocol ``version`` reads it: a version-2 gateway knows log
+    pieces only as text (``data``), so an upgraded agent can still talk to it."""
+    if isinstance(frame, LogChunk) and version < 3:
+        return orjson.dumps({"type": "log", "job": frame.job, "offset": frame.offset,
+                             "data": frame.raw.decode(errors="replace")})
+    return encode(frame)
 
 
 def decode(data: bytes | str, *, allowed: frozenset[str] | None = None) -> Frame:

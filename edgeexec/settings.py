@@ -42,6 +42,9 @@ class StoreSettings:
     def __post_init__(self) -> None:
         if self.heartbeat_interval <= 0:
             raise ConfigError("[edgeexec] heartbeat_interval must be > 0 seconds")
+        if self.job_ttl < 60:
+            raise ConfigError(f"[edgeexec] job_ttl={self.job_ttl} is too short: finished jobs, their logs and the "
+                              "streams of stopped schedulers are kept this long; use at least 60 seconds")
 
     @property
     def liveness(self) -> float:
@@ -82,7 +85,7 @@ class GatewaySettings(StoreSettings):
         default=2000.0,
         metadata=doc("Frames per second one agent session may send (bursts of 5 s allowed); more close with 4429."))
     max_log_bytes_per_second: float = field(
-        default=2.0 * (1 << 20),
+        default=8.0 * (1 << 20),
         metadata=doc("Log bytes per second one agent session may stream (bursts of 5 s allowed); more close with 4429."))
     token_recheck_interval: float = field(
         default=5.0,

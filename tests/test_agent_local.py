@@ -86,3 +86,19 @@ def test_secrets_are_removed_from_what_tasks_inherit_by_name_and_by_value() -> N
     assert env == {"AIRFLOW_HOME": "/h", "AIRFLOW__EDGEEXEC__URL": "ws://gw"}
     assert set(gone) == {"AIRFLOW__EDGEEXEC__TOKEN", "AIRFLOW__EDGEEXEC__SHARED_SECRET",
                          "AIRFLOW__EDGEEXEC__ADMIN_TOKEN", "COPY_OF_IT"}
+
+
+def test_the_agent_streams_no_more_of_a_log_than_the_gateway_keeps(tmp_path: Path) -> None:
+    """A task writing 5 MiB: the stored copy holds 1 MiB, so the agent stops sending past it
+    (a chatty task does not spend its session's log budget on bytes nobody keeps)."""
+    import orjson
+
+    from agent.logtail import LogTailer
+    from edgeexec.protocol import MAX_STORED_LOG
+
+    (tmp_path / "big.log").write_bytes(b"line of output\n" * (5 * (1 << 20) // 15))
+    tailer = LogTailer(str(tmp_path))
+    tailer.watch("j", orjson.dumps({"log_path": "big.log"}).decode())
+    sent = sum(len(c.raw) for _ in range(10) for c in tailer.chunks("j"))
+    assert MAX_STORED_LOG <= sent < MAX_STORED_LOG + (1 << 20)
+    assert tailer.chunks("j", final=True) == [] and "j" not in tailer.tails

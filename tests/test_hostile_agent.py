@@ -272,14 +272,47 @@ async def test_an_agent_that_never_reads_is_cut_off_and_the_rest_carry_on(gw: Gw
     await raw.send(p.encode(p.Hello(name=name, instance="i", queues=(queue,), concurrency=64)))
     big = orjson.dumps({"token": "jwt-secret", "pad": "w" * (256 << 10)}).decode()
     dispatcher.submit([_spec(queue, big) for _ in range(64)])
+    dropped = False
     for _ in range(10):  # keep it "alive" on the wire: it sends, it just never reads
-        await raw.send(p.encode(p.Heartbeat(used=0, state="idle")))
+        try:
+            await raw.send(p.encode(p.Heartbeat(used=0, state="idle")))
+        except ConnectionError:
+            dropped = True  # the gateway already reset the connection
         await good.keeps_working()
     wait_for(lambda: gw.client.hget(gw.keys.agent(name), "connected") == "0", 30,
              "the gateway to end the deaf agent's session")
+    if not dropped:
+        await _connection_dropped(raw)
     raw.abort()
     status, text = gw.metrics(METRICS_TOKEN)
     assert status == 200 and f'edgeexec_agent_sessions_cut_off_total{{code="{int(p.CloseCode.SLOW_READER)}"}}' in text
+
+
+async def _connection_dropped(raw: RawWebSocket, timeout: float = 15) -> None:
+    """The gateway dropped the TCP connection (a reset), not merely stopped serving it: writes fail."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            await raw.send(p.encode(p.Heartbeat(used=0, state="idle")))
+            await asyncio.sleep(0.1)
+    except (ConnectionError, OSError):
+        raw.abort()
+        return
+    raw.abort()
+    raise AssertionError("the gateway kept the connection of an agent it cut off")
+
+
+async def test_a_session_that_overflows_its_own_queue_is_ended_and_recorded(gw: Gw, good: GoodAgent) -> None:
+    """A hello listing hundreds of running jobs that are not its own draws one cancel each: the
+    session's queue overflows while the gateway is still handling the hello. The session ends,
+    its disconnect is recorded (no new work is placed on it) and its connection is dropped."""
+    name, queue = f"loud-{uuid.uuid4().hex[:6]}", f"loud-{uuid.uuid4().hex[:6]}"
+    raw = await RawWebSocket.connect(gw.port, gw.token(name, (queue,)), rcvbuf=4096)
+    jobs = tuple(p.JobStatus(uuid.uuid4().hex, p.JobState.RUNNING) for _ in range(600))
+    await raw.send(p.encode(p.Hello(name=name, instance="i", queues=(queue,), concurrency=1, jobs=jobs)))
+    wait_for(lambda: gw.client.hget(gw.keys.agent(name), "connected") == "0", 30,
+             "the overflowing session's disconnect to be recorded")
+    await _connection_dropped(raw)
 
 
 async def test_a_revoked_token_ends_sessions_even_if_the_notice_is_lost(gw: Gw, good: GoodAgent) -> None:
@@ -340,7 +373,8 @@ async def test_metrics_need_a_token_here_and_fleet_figures_are_cached(gw: Gw, go
 
 
 async def test_refused_logins_are_rate_limited_per_address(redis_server: Any, tmp_path: Path) -> None:
-    """After login_failures_per_minute refusals, the address gets 429 even with a valid token."""
+    """After login_failures_per_minute refusals, the address's further refusals are a terse 429; a
+    valid token from the same address (agents behind one NAT) is still admitted."""
     keys = Keys(f"rl{uuid.uuid4().hex[:8]}")
     port, proc = start_gateway(redis_server.url, keys.prefix, tmp_path / "gw.log",
                                env={"AIRFLOW__EDGEEXEC__LOGIN_FAILURES_PER_MINUTE": "5"})
@@ -348,13 +382,17 @@ async def test_refused_logins_are_rate_limited_per_address(redis_server: Any, tm
     try:
         good_token = token_store.create(client, keys, agent="a", queues=("q",), admin=False, ttl_s=None)[0]
         statuses = []
-        for token in ["eex_000000000000_" + "x" * 40] * 5 + [good_token]:
+        for token in ["eex_000000000000_" + "x" * 40] * 6:
             with pytest.raises(InvalidStatus) as err:
                 async with connect(f"ws://127.0.0.1:{port}/ws/agent",
                                    additional_headers={"Authorization": f"Bearer {token}"}):
                     pass
             statuses.append(err.value.response.status_code)
         assert statuses == [403] * 5 + [429]
+        async with connect(f"ws://127.0.0.1:{port}/ws/agent",
+                           additional_headers={"Authorization": f"Bearer {good_token}"}) as ws:
+            await ws.send(p.encode(p.Hello(name="a", instance="i", queues=("q",), concurrency=1)).decode())
+            assert isinstance(p.decode(await ws.recv()), p.Welcome)
     finally:
         client.close()
         proc.stop()

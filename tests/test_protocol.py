@@ -164,3 +164,14 @@ def test_log_pieces_sized_for_max_frame_fit_in_it(max_frame: int) -> None:
     n = p.log_piece_limit(max_frame)
     frame = p.encode(p.LogChunk.of("j" * 128, 1 << 40, b"\xff" * n))
     assert len(frame) <= max_frame and n <= p.MAX_LOG_PIECE
+
+
+def test_mixed_versions_keep_logs_flowing_both_ways() -> None:
+    """A version-2 agent's piece of 64 KiB bytes decoded with replacements (each a 3-byte U+FFFD)
+    is accepted by an upgraded gateway; an upgraded agent on a version-2 gateway sends text."""
+    old_piece = (b"x" * (p.MAX_LOG_PIECE - 1) + b"\xff").decode(errors="replace")
+    frame = p.decode(orjson.dumps({"type": "log", "job": "j", "offset": 0, "data": old_piece}))
+    assert isinstance(frame, p.LogChunk) and len(frame.raw) == p.MAX_LOG_PIECE + 2
+    legacy = orjson.loads(p.encode_for(p.LogChunk.of("j", 3, b"ok \xff"), 2))
+    assert legacy == {"type": "log", "job": "j", "offset": 3, "data": "ok \ufffd"}
+    assert "b64" in orjson.loads(p.encode_for(p.LogChunk.of("j", 3, b"ok"), 3))

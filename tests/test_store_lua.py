@@ -375,11 +375,25 @@ def test_fifty_concurrent_claimers_never_double_assign_or_oversubscribe(
 
 
 def test_records_written_by_an_older_gateway_keep_their_old_meaning_during_an_upgrade(lua: Lua) -> None:
-    """A gateway from before per-agent windows scores hb with the last heartbeat and records no
-    window: such an agent is lost only after the scheduler's own liveness, as before."""
+    """A gateway from before per-agent windows scores hb with the last heartbeat ('seen'), even for
+    an agent whose record still has a window from an upgraded gateway: such an agent is lost only
+    after the scheduler's own liveness, as before."""
     lua.register("old", 1)
-    lua.c.hdel(lua.keys.agent("old"), "live")
+    lua.c.hset(lua.keys.agent("old"), "seen", lua.now - 10_000)
     lua.c.zadd(lua.keys.heartbeats, {"old": lua.now - 10_000})
     assert lua("reap", LIVENESS, "", 0)[0] == []
+    lua.c.hset(lua.keys.agent("old"), "seen", lua.now - LIVENESS - 1)
     lua.c.zadd(lua.keys.heartbeats, {"old": lua.now - LIVENESS - 1})
     assert lua("reap", LIVENESS, "", 0)[0] == ["old"]
+
+
+def test_a_revoked_job_whose_start_was_lost_is_cancelled_not_requeued(lua: Lua) -> None:
+    """Running with a cancel mark, listed as assigned at reconnect (its start was lost): it is
+    finished as cancelled, not offered again."""
+    lua.register("a1", 1)
+    lua.submit("r1")
+    assert lua("accept", "a1", "r1", TTL) == "ok"
+    assert lua("cancel", "ref-r1", "revoked", TTL) == "signalled"
+    reg = lua.register("a1", 1, instance="i-a1", session="s2", jobs={"r1": "assigned"})
+    assert _claimed_ids(reg[2]) == [] and lua.job("r1")["state"] == "cancelled"
+    assert lua.agent("a1")["used"] == "0"

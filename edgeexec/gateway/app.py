@@ -10,12 +10,14 @@ from importlib import resources
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from edgeexec.gateway.service import Gateway
+from edgeexec.gateway.service import SERVER_SEND, Gateway
 from edgeexec.redis_url import connect_async, redact
 from edgeexec.settings import GatewaySettings
 
@@ -28,6 +30,20 @@ SECURITY_HEADERS = {
 }
 AGENT_PATH = "/ws/agent"
 CONTROL_PATH = "/ws/control"
+
+
+class KeepServerSend:
+    """Remembers the ASGI server's own ``send`` in a WebSocket's scope (``SERVER_SEND``): a session
+    the gateway gave up on is then aborted at its transport instead of waiting on a peer that
+    does not read (see service._abort). Runs first, before any layer wraps ``send``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) -> Starlette:
@@ -78,6 +94,7 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
                 Route("/health", health), Route("/metrics", metrics), Route("/", dashboard),
                 Route("/dashboard", dashboard)],
         lifespan=lifespan,
+        middleware=[Middleware(KeepServerSend)],
     )
     app.state.gateway = gateway
     return app

@@ -132,6 +132,8 @@ class ControlHub:
         if refused:
             return False, refused
         if connected == "1" and gw:
+            if frame.action in OFFLINE_OK:  # an intent recorded while it was away is superseded now
+                await self.gw.client.hdel(key, "mop")
             await self.gw.client.publish(self.gw.keys.gateway_channel(gw),
                                          f"cmd\t{name}\t{p.encode(frame).decode()}")
             return True, f"{frame.action} sent to {name}"
@@ -208,8 +210,10 @@ class ControlHub:
         except Exception as exc:  # noqa: BLE001 - a gone client is simply dropped
             log.debug("dropping status client: %s", exc)
             self.clients.pop(ws, None)
+            self.tokens.pop(ws, None)
             with contextlib.suppress(Exception):
-                await ws.close()
+                async with asyncio.timeout(2):  # a client that does not read never takes the close
+                    await ws.close()
 
 
 def _queues_refused(frame: p.Command, tokq: str | None) -> str:

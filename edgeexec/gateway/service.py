@@ -53,9 +53,12 @@ log = logging.getLogger(__name__)
 
 
 Denial = tuple[int, str]
+SERVER_SEND = "edgeexec.server_send"
+"""Scope key of the ASGI server's own send callable (set by app.KeepServerSend)."""
 MAX_REFUSED_FRAMES = 256
-"""Frames naming jobs a session does not hold that are dropped before the session is cut off: a
-few are normal (logs of a job being cancelled as foreign), hundreds are a broken or hostile agent."""
+"""Frames naming jobs a session does not hold, per heartbeat interval, dropped before the session
+is cut off: a few are normal (logs of a job being cancelled as foreign), hundreds are a broken or
+hostile agent."""
 
 
 def bearer(header: str | None) -> str | Denial:
@@ -104,12 +107,18 @@ class Gateway:
 
     async def authenticate(self, header: str | None, peer: str = "") -> TokenInfo | Denial:
         """Who is calling, decided before the WebSocket is accepted (so refusals are plain HTTP).
-        An address with too many refused logins in the last minute is refused unheard (429)."""
-        if self.failures.blocked(peer, time.monotonic()):
-            return 429, "too many refused logins from this address; wait a minute and check the token"
+
+        Refused logins are counted per address: past ``login_failures_per_minute`` further refusals
+        are a terse 429 (and no longer logged one by one). A valid token is always admitted, so a
+        bad client behind the same NAT or load balancer cannot lock a fleet out; guessing is not
+        the threat (tokens hold 256 random bits), load and log floods are.
+        """
         who = await self._identify(header)
         if isinstance(who, tuple):
-            self.failures.record(peer, time.monotonic())
+            now = time.monotonic()
+            if self.failures.blocked(peer, now):
+                return 429, "too many refused logins from this address; wait a minute and check the token"
+            self.failures.record(peer, now)
         return who
 
     async def _identify(self, header: str | None) -> TokenInfo | Denial:
@@ -138,7 +147,8 @@ class Gateway:
     async def deny(self, ws: WebSocket, denial: Denial) -> None:
         status, message = denial
         self.metrics.auth_failures.labels(status=str(status)).inc()
-        log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
+        if status != 429:  # past the limit, refusals are counted, not logged one by one
+            log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
         if "websocket.http.response" in ws.scope.get("extensions", {}):
             await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
         else:  # a server without the denial extension answers a close-before-accept with HTTP 403
@@ -161,6 +171,8 @@ class Gateway:
             session = await self._register(ws, hello, who)
             if session is not None:
                 await self._receive_loop(session)
+                if session.killed:
+                    await _cut_off(ws, session)
         except WebSocketDisconnect:
             pass
         except asyncio.CancelledError:
@@ -168,7 +180,7 @@ class Gateway:
             if session is None or not session.killed or task is None:
                 raise
             task.uncancel()  # cut off by its own session (slow reader): end it, not the server
-            await _close_soon(ws, session)
+            await _cut_off(ws, session)
         except redis.RedisError as exc:
             # Nothing is lost: the agent keeps its jobs and unacked results and resends them in
             # the hello of its next session, which reconciles against Redis once it is back.
@@ -178,6 +190,7 @@ class Gateway:
                                    "the gateway lost its Redis connection; reconnect shortly")
         finally:
             if session is not None:
+                session.ended = True
                 await session.stop()
                 await self._end(session)
 
@@ -301,7 +314,7 @@ class Gateway:
     async def _handle(self, s: AgentSession, frame: p.Frame) -> None:
         if isinstance(frame, p.Heartbeat | p.AgentStatus):
             await self._heartbeat(s, frame)
-        elif isinstance(frame, p.Accepted | p.Rejected | p.StateReport | p.LogChunk) and not s.owns(frame.job):
+        elif isinstance(frame, JobFrame) and not _holds(s, frame):
             await self._refuse(s, frame)
         elif isinstance(frame, p.Accepted):
             await self._accepted(s, frame.job)
@@ -310,12 +323,15 @@ class Gateway:
             await self.store.reject(s.name, frame.job)
         elif isinstance(frame, p.StateReport):
             await self._state(s, frame)
-        elif isinstance(frame, p.LogChunk):
-            await self.store.append_log(frame.job, frame.offset, frame.raw)
+        elif isinstance(frame, p.LogChunk) and not await self.store.append_log(s.name, frame.job, frame.offset,
+                                                                                frame.raw):
+            s.held.discard(frame.job)  # re-placed or finished meanwhile: no longer this agent's
+            self.metrics.refused_frames.labels(reason="log-not-assigned").inc()
 
     async def _heartbeat(self, s: AgentSession, frame: p.Heartbeat | p.AgentStatus) -> None:
         metrics = frame.metrics if isinstance(frame, p.Heartbeat) else None
         comments = frame.comments if isinstance(frame, p.AgentStatus) else None
+        s.refused = 0  # the refusal limit is per heartbeat interval: a few stray frames never add up
         beat = await self.store.heartbeat(s.name, s.session, frame.state, comments, metrics)
         if not beat.current:
             await s.close(p.CloseCode.SESSION_REPLACED, "this session is no longer current; reconnect")
@@ -325,7 +341,7 @@ class Gateway:
         for job, reason in beat.cancels:  # re-sent until the agent reports the job finished
             await s.send(p.Cancel(job=job, reason=reason))
 
-    async def _refuse(self, s: AgentSession, frame: p.Accepted | p.Rejected | p.StateReport | p.LogChunk) -> None:
+    async def _refuse(self, s: AgentSession, frame: JobFrame) -> None:
         """A frame about a job this session does not hold: nothing is written for it."""
         self.metrics.refused_frames.labels(reason=f"{frame.TYPE}-not-held").inc()
         s.refused += 1
@@ -425,17 +441,39 @@ class Gateway:
             log.warning("unknown notice on the gateway channel: %r", data[:80])
 
 
+JobFrame = p.Accepted | p.Rejected | p.StateReport | p.LogChunk
+
+
+def _holds(s: AgentSession, frame: JobFrame) -> bool:
+    """May this session speak about the frame's job? Logs need a job started here; claims,
+    rejections and reports a job pushed to or confirmed for this session."""
+    return frame.job in s.held if isinstance(frame, p.LogChunk) else s.owns(frame.job)
+
+
 def _peer(ws: WebSocket) -> str:
     return ws.client.host if ws.client else ""
 
 
-async def _close_soon(ws: WebSocket, session: AgentSession) -> None:
-    """Best effort, bounded: a peer that does not read may never take the close frame."""
+async def _cut_off(ws: WebSocket, session: AgentSession) -> None:
+    """Close a session the gateway gave up on, without waiting on its peer: a close frame if it
+    goes out within 2 s, then the TCP connection is aborted. (A server closes a connection by
+    flushing its buffer first, which never ends for a peer that does not read: its socket and
+    buffers would stay forever.)"""
     try:
         async with asyncio.timeout(2):
-            await close_with_error(ws, p.CloseCode.SLOW_READER, "this agent stopped reading its socket")
+            await close_with_error(ws, session.kill_code, session.kill_reason)
     except TimeoutError:
-        log.info("agent %s did not take its close frame; dropping the connection", session.name)
+        log.info("agent %s did not take its close frame", session.name)
+    _abort(ws)
+
+
+def _abort(ws: WebSocket) -> None:
+    """Abort the connection under ``ws`` if the ASGI server exposes it (uvicorn's send is a method
+    of its protocol object, which holds the transport); otherwise the server's own timeouts apply."""
+    protocol = getattr(ws.scope.get(SERVER_SEND), "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    if transport is not None and hasattr(transport, "abort"):
+        transport.abort()
 
 
 def _payload(msg: Mapping[str, Any]) -> bytes | str:

@@ -45,6 +45,11 @@ class AgentSession:
     closing: bool = False
     killed: bool = False
     """Set by :meth:`kill`: the reading task's CancelledError is ours, not a shutdown's."""
+    kill_code: int = 0
+    kill_reason: str = ""
+    ended: bool = False
+    """The reading task reached its cleanup: a kill must not cancel it any more (it records the
+    disconnect in Redis, which a cancellation would cut short)."""
     refused: int = 0
     _queue: asyncio.Queue[str | _Close] = field(init=False)
     _writer: asyncio.Task[None] | None = None
@@ -96,11 +101,15 @@ class AgentSession:
         if self.killed:
             return
         self.closing = self.killed = True
+        self.kill_code, self.kill_reason = code, reason
         log.warning("agent %s: %s (close %d)", self.name, reason, code)
         if self.metrics is not None:
             self.metrics.cut_off.labels(code=str(code)).inc()
-        if self._owner is not None and not self._owner.done():
-            self._owner.cancel()
+        owner = self._owner
+        # From the reading task itself (a send that found the queue full) there is nothing to
+        # cancel: it sees ``closing`` and returns. From any other task, it may be blocked reading.
+        if owner is not None and not owner.done() and owner is not asyncio.current_task() and not self.ended:
+            owner.cancel()
         if self._writer is not None:
             self._writer.cancel()
 

@@ -13,9 +13,8 @@ import redis.asyncio as aioredis
 from edgeexec import scripts
 from edgeexec.clock import Clock, redis_time
 from edgeexec.keys import Keys
-from edgeexec.protocol import Hello, JobState
+from edgeexec.protocol import MAX_STORED_LOG, Hello, JobState
 
-LOG_CAP = 1 << 20
 BATCH_WINDOW_S = 0.005
 BATCH_MAX = 256
 
@@ -130,17 +129,24 @@ class GatewayStore:
             return None
         return Assignment(job, int(slots), payload, int(enq or 0))
 
-    async def append_log(self, job: str, offset: int, raw: bytes) -> None:
+    async def append_log(self, name: str, job: str, offset: int, raw: bytes) -> bool:
         """Keep a bounded, byte-exact copy of a job's log; ``offset`` is the byte offset in the agent's
-        log file, so a chunk resent after a reconnect is not stored twice (nor a gap filled wrongly)."""
+        log file, so a chunk resent after a reconnect is not stored twice (nor a gap filled wrongly).
+        Only the job's own agent may write it (False: the job is not, or no longer, ``name``'s)."""
         key = self.keys.log(job)
-        have = await self.client.strlen(key)
-        if offset > have or offset + len(raw) <= have or have >= LOG_CAP:
-            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.job(job), "agent")
+        pipe.strlen(key)
+        holder, have = await pipe.execute()
+        if holder != name:
+            return False
+        if offset > have or offset + len(raw) <= have or have >= MAX_STORED_LOG:
+            return True
         pipe = self.client.pipeline(transaction=False)
         pipe.append(key, raw[have - offset:])
         pipe.pexpire(key, self.ttl_ms)
         await pipe.execute()
+        return True
 
 
 class _Coalescer:

@@ -9,7 +9,7 @@
 -- Returns {{lost agent names}, {agent, id, ref, kind, started, ...} for running orphans}.
 local owner = ARGV[4]
 if owner and owner ~= '' then
-  redis.call('SET', k('owner', owner), NOW, 'PX', num(ARGV[5]))
+  redis.call('SET', k('owner', owner), NOW, 'PX', math.max(num(ARGV[5]), 1))
   redis.call('SADD', k('owners'), owner)
   for _, o in ipairs(redis.call('SRANDMEMBER', k('owners'), 16)) do
     if redis.call('EXISTS', k('owner', o)) == 0 then
@@ -45,9 +45,11 @@ end
 
 local due = redis.call('ZRANGEBYSCORE', k('hb'), '-inf', NOW, 'WITHSCORES')
 for i = 1, #due, 2 do
-  -- a record registered by a gateway older than per-agent windows has no 'live': its score is
-  -- its last heartbeat, so it is due only after this scheduler's own window (rolling upgrades)
-  local old_layout = redis.call('HEXISTS', k('agent', due[i]), 'live') == 0
-  if not old_layout or tonumber(due[i + 1]) + num(ARGV[3]) <= NOW then reap_one(due[i]) end
+  -- a gateway older than per-agent windows scores hb with the last heartbeat ('seen'), a current
+  -- one with a deadline after it: an old-layout score is due only after this scheduler's own
+  -- window (rolling upgrades, in either order)
+  local score = tonumber(due[i + 1])
+  local old_layout = score <= num(redis.call('HGET', k('agent', due[i]), 'seen'))
+  if not old_layout or score + num(ARGV[3]) <= NOW then reap_one(due[i]) end
 end
 return { lost, orphans }

@@ -53,9 +53,11 @@ for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
   if not st or TERMINAL[st] then
     redis.call('SREM', k('ajobs', name), id)
   elseif r == 'assigned' or (r == nil and st == 'assigned') then
-    -- never started here (not listed, or claimed while its start frame was lost): back to pending
+    -- never started here (not listed, or claimed while its start frame was lost): back to pending,
+    -- unless it was revoked meanwhile
     redis.call('SREM', k('ajobs', name), id)
-    table.insert(requeue, id)
+    local why = redis.call('HGET', k('job', id), 'cancel')
+    if why then finish(id, 'cancelled', why, '', num(ARGV[14])) else table.insert(requeue, id) end
   elseif r == nil then
     redis.call('SREM', k('ajobs', name), id)
     finish(id, 'failed', 'agent ' .. name .. ' restarted and no longer runs this job', '', num(ARGV[14]))
