@@ -1,8 +1,10 @@
 """Operator commands of the `agent` CLI: status, maintenance, stop, shutdown, set-queues, set-concurrency.
 
-All go through the gateway's control endpoint with an admin token, so they work the same on the
-agent's host (the agent is named by default after this host, as `agent start` names it) and from
-an operator's machine (`--name NAME`).
+On the agent's own host and without ``--name``, status, maintenance, stop and shutdown talk to
+the local agent over its control socket (no token needed); with ``--name``/``--all``, from an
+operator's machine, and for set-queues/set-concurrency (which re-register the agent), they go
+through the gateway's control endpoint with an admin token. Both answer in the same shapes, so
+the output is the same either way.
 """
 
 from __future__ import annotations
