@@ -163,7 +163,7 @@ async def _hostile(gw: Gw, queue: str = "", concurrency: int = 2) -> tuple[Clien
     name = f"evil-{uuid.uuid4().hex[:6]}"
     queue = queue or f"evil-{uuid.uuid4().hex[:6]}"
     ws = await connect(gw.url, additional_headers={"Authorization": f"Bearer {gw.token(name, (queue,))}"},
-                       max_size=None)
+                       max_size=None, ping_interval=None)  # a hostile client answers no pings of its own
     await ws.send(p.encode(p.Hello(name=name, instance="i", queues=(queue,), concurrency=concurrency)).decode())
     assert isinstance(p.decode(await ws.recv()), p.Welcome)
     return ws, queue

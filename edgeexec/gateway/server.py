@@ -16,9 +16,10 @@ def uvicorn_config(settings: GatewaySettings, **extra: object) -> uvicorn.Config
         ws="websockets-sansio",  # denial responses before accept (401/403/503); lighter than "websockets"
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=False,  # frames are small; zlib contexts cost ~100 KB per agent
-        # agents ping with every heartbeat; the server ping only clears out sockets that died silently
-        ws_ping_interval=6 * settings.heartbeat_interval,
-        ws_ping_timeout=settings.liveness,
+        # agents ping with every heartbeat, and the gateway itself ends a session silent for its
+        # liveness window (4411), in a mounted gateway too; uvicorn's own ping would also end
+        # sessions whose frames merely queue up behind a busy app (it pauses reading, pongs included)
+        ws_ping_interval=None,
         lifespan="on",
         log_level="info",
         access_log=False,

@@ -171,8 +171,6 @@ class Gateway:
             session = await self._register(ws, hello, who)
             if session is not None:
                 await self._receive_loop(session)
-                if session.killed:
-                    await _cut_off(ws, session)
         except WebSocketDisconnect:
             pass
         except asyncio.CancelledError:
@@ -180,7 +178,6 @@ class Gateway:
             if session is None or not session.killed or task is None:
                 raise
             task.uncancel()  # cut off by its own session (slow reader): end it, not the server
-            await _cut_off(ws, session)
         except redis.RedisError as exc:
             # Nothing is lost: the agent keeps its jobs and unacked results and resends them in
             # the hello of its next session, which reconciles against Redis once it is back.
@@ -191,7 +188,9 @@ class Gateway:
         finally:
             if session is not None:
                 session.ended = True
-                await session.stop()
+                await session.stop()  # a queued close goes out first, if the peer takes it
+                if session.killed:  # however it came to that (a full queue, a send timeout)
+                    await _cut_off(ws, session)
                 await self._end(session)
 
     async def _read_hello(self, ws: WebSocket, who: TokenInfo) -> p.Hello | None:
