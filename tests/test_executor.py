@@ -31,18 +31,20 @@ def executor(redis_server: Any, keys: Keys, tmp_path: Path) -> Iterator[Any]:
     }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from edgeexec import EdgeExecutor
+    try:
+        from edgeexec import EdgeExecutor
 
-    ex = EdgeExecutor(parallelism=2)
-    ex.job_id = 42
-    ex.start()
-    yield ex
-    ex.end()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        ex = EdgeExecutor(parallelism=2)
+        ex.job_id = 42
+        ex.start()
+        yield ex
+        ex.end()
+    finally:  # whatever failed: the next test (and every CLI it starts) must not inherit these
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _workload(queue: str = "default", priority: int = 1, try_number: int = 1, ti_id: uuid.UUID | None = None) -> Any:
