@@ -32,17 +32,17 @@ ACTIONS = frozenset({"maintenance_on", "maintenance_off", "drain", "shutdown"})
 SYSTEMD_DIR = Path("/run/edgeexec-agent")
 
 
-def socket_dir() -> Path:
+def socket_dir(systemd_dir: Path = SYSTEMD_DIR, tmp: str | None = None) -> Path:
     """A directory only this user can enter: systemd's RuntimeDirectory ($RUNTIME_DIRECTORY), the
     login session's $XDG_RUNTIME_DIR, else a per-user 0700 directory under the temp dir that is
     refused unless this user owns it (another local user could otherwise pre-create the socket)."""
     if base := os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]:
         return _private(Path(base))
-    if SYSTEMD_DIR.is_dir() and SYSTEMD_DIR.stat().st_uid == os.getuid():
-        return _private(SYSTEMD_DIR)  # the unit's RuntimeDirectory, found from an operator's shell too
+    if systemd_dir.is_dir() and systemd_dir.stat().st_uid == os.getuid():
+        return _private(systemd_dir)  # the unit's RuntimeDirectory, found from an operator's shell too
     if base := os.environ.get("XDG_RUNTIME_DIR", ""):
         return _private(Path(base))
-    path = Path(tempfile.gettempdir()) / f"edgeexec-{os.getuid()}"
+    path = Path(tmp or tempfile.gettempdir()) / f"edgeexec-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
     return _private(path)

@@ -30,10 +30,9 @@ def test_a_control_directory_another_user_could_use_is_refused(tmp_path: Path, h
     else:
         os.chown(d, 65534, 65534)  # to nobody, as another local user would own it (CI runs as root)
     monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
-    monkeypatch.setattr(local_control, "SYSTEMD_DIR", tmp_path / "absent")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(d))
     with pytest.raises(OSError, match="not a private directory"):
-        local_control.socket_dir()
+        local_control.socket_dir(systemd_dir=tmp_path / "absent")
 
     class Idle:
         def record(self) -> dict[str, Any]:
@@ -50,9 +49,7 @@ def test_a_control_directory_another_user_could_use_is_refused(tmp_path: Path, h
 def test_the_private_fallback_directory_is_created_0700(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(local_control, "SYSTEMD_DIR", tmp_path / "absent")
-    monkeypatch.setattr(local_control.tempfile, "gettempdir", lambda: str(tmp_path))
-    path = local_control.socket_dir()
+    path = local_control.socket_dir(systemd_dir=tmp_path / "absent", tmp=str(tmp_path))
     assert path.parent == tmp_path and path.stat().st_mode & 0o777 == 0o700
 
 
