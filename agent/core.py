@@ -374,8 +374,6 @@ class Agent:
         if self.claimed.pop(job, None) is not None:
             self.withdrawn.add(job)
             log.info("job %s withdrawn before it started: %s", job, reason)
-        elif job in self.unstarted:
-            self.unstarted.discard(job)  # revoked while between sessions: Redis already cancelled it
         elif job in self.running and self.runner:
             log.info("cancelling job %s: %s", job, reason)
             self.cancel_reasons[job] = reason or "cancelled"
