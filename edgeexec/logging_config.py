@@ -1,17 +1,6 @@
-"""Airflow logging config that serves finished tasks' logs from what agents streamed.
+"""Kept at this path for ``[logging] logging_config_class = edgeexec.logging_config.LOGGING_CONFIG``;
+the code lives in edgeexec/airflow/logging_config.py."""
 
-On the API server: ``[logging] logging_config_class = edgeexec.logging_config.LOGGING_CONFIG``
-(``AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS``). Logging itself stays Airflow's default.
-"""
+from edgeexec.airflow.logging_config import LOGGING_CONFIG
 
-from __future__ import annotations
-
-from copy import deepcopy
-from typing import Any
-
-from airflow.config_templates.airflow_local_settings import DEFAULT_LOGGING_CONFIG
-
-from edgeexec.task_logs import EdgeexecTaskLogIO
-
-LOGGING_CONFIG: dict[str, Any] = deepcopy(DEFAULT_LOGGING_CONFIG)
-REMOTE_TASK_LOG = EdgeexecTaskLogIO()
+__all__ = ["LOGGING_CONFIG"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis
 
-from edgeexec.keys import Keys
+from edgeexec.store.keys import Keys
 from tests.test_store_lua import Lua
 
 
@@ -50,7 +50,7 @@ def executor(redis_server: Any, keys: Keys, tmp_path: Path) -> Iterator[Any]:
 def _workload(queue: str = "default", priority: int = 1, try_number: int = 1, ti_id: uuid.UUID | None = None) -> Any:
     from airflow.executors.workloads import BundleInfo, ExecuteTask, TaskInstanceDTO
 
-    ti = TaskInstanceDTO(id=ti_id or uuid.uuid4(), task_id=f"t{uuid.uuid4().hex[:4]}", dag_id="d", run_id="r",
+    ti = TaskInstanceDTO(id=ti_id or uuid.uuid4(), task_id=f"t{uuid.uuid4().hex}", dag_id="d", run_id="r",
                          try_number=try_number, dag_version_id=uuid.uuid4(), queue=queue, pool_slots=1,
                          priority_weight=priority)
     return ExecuteTask(ti=ti, dag_rel_path=Path("d.py"), token="jwt-token", log_path=None,
@@ -130,7 +130,7 @@ def test_adoption_after_scheduler_restart(executor: Any, rclient: redis.Redis, k
 
 def test_redis_outage_keeps_workloads_queued(executor: Any, tmp_path: Path) -> None:
     """With Redis unreachable, workloads stay queued for the next heartbeat; the scheduler does not crash."""
-    from edgeexec.redis_dispatcher import RedisDispatcher
+    from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 
     executor.dispatcher = RedisDispatcher.from_url("redis://127.0.0.1:1/0", "x", liveness_s=30, job_ttl_s=60)
     w = _workload()
@@ -203,9 +203,9 @@ def test_a_batch_that_failed_half_way_is_resubmitted_without_placing_a_try_twice
 def test_read_only_and_out_of_memory_errors_are_retried_not_raised(small_redis: Any, tmp_path: Path) -> None:
     """READONLY (a failover's old master, here a replica) and OOM reach the executor as
     StoreUnavailable, which it retries; they never end the scheduler loop."""
+    from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+    from edgeexec.dispatch import JobSpec
     from edgeexec.errors import StoreUnavailable
-    from edgeexec.jobs import JobSpec
-    from edgeexec.redis_dispatcher import RedisDispatcher
     from tests.servers import RedisServer
 
     replica = RedisServer(tmp_path / "replica", extra=["--replicaof", "127.0.0.1", str(small_redis.port)]).start()

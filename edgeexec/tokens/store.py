@@ -11,9 +11,9 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
-from edgeexec.clock import now_ms
-from edgeexec.keys import Keys
-from edgeexec.tokens import TokenInfo, digest, generate, matches, token_id
+from edgeexec.store.clock import now_ms
+from edgeexec.store.keys import Keys
+from edgeexec.tokens.model import TokenInfo, digest, generate, matches, token_id
 
 
 def _key(keys: Keys, tid: str) -> str:

@@ -20,5 +20,5 @@ def source(name: str) -> str:
     """Prelude + script body, ready for EVAL/EVALSHA."""
     if name not in SCRIPT_NAMES:
         raise KeyError(f"unknown script {name!r}; known: {', '.join(SCRIPT_NAMES)}")
-    lua = resources.files("edgeexec") / "lua"
+    lua = resources.files("edgeexec.store") / "lua"
     return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()

@@ -18,8 +18,8 @@ URL_PREFIX = "/edgeexec"
 
 
 def _apps() -> list[dict[str, Any]]:
-    from edgeexec.config import airflow_lookup
-    from edgeexec.settings import GatewaySettings
+    from edgeexec.config.lookup import airflow_lookup
+    from edgeexec.config.settings import GatewaySettings
 
     settings = GatewaySettings.load(airflow_lookup("edgeexec"))
     if not settings.mount_gateway:

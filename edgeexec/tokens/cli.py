@@ -9,13 +9,13 @@ import sys
 import orjson
 import redis
 
-from edgeexec import token_store
+from edgeexec.tokens.model import store as token_store
 from edgeexec.errors import ConfigError
-from edgeexec.keys import Keys
+from edgeexec.store.keys import Keys
 from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
-from edgeexec.redis_url import connect
-from edgeexec.settings import GatewaySettings
-from edgeexec.tokens import TokenInfo, parse_duration
+from edgeexec.store.redis_url import connect
+from edgeexec.config.settings import GatewaySettings
+from edgeexec.tokens.model import TokenInfo, parse_duration
 
 
 def _when(ms: int) -> str:

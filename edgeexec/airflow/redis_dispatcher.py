@@ -14,13 +14,13 @@ from typing import Any
 
 import redis
 
-from edgeexec import scripts
-from edgeexec.clock import Clock, redis_time
+from edgeexec.store import scripts
+from edgeexec.store.clock import Clock, redis_time
 from edgeexec.errors import StoreUnavailable
-from edgeexec.jobs import JobEvent, JobSpec, Orphan
-from edgeexec.keys import Keys
+from edgeexec.dispatch import JobEvent, JobSpec, Orphan
+from edgeexec.store.keys import Keys
 from edgeexec.protocol import JobState
-from edgeexec.redis_url import connect
+from edgeexec.store.redis_url import connect
 
 log = logging.getLogger(__name__)
 EVENT_BATCH = 1000

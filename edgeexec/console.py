@@ -1,8 +1,19 @@
-"""Which pip extra a command needs, so a missing dependency is a one-line fix, not a traceback."""
+"""What every edgeexec command line shares: one log format, and which pip extra a command needs
+(so a missing dependency is a one-line fix, not a traceback)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+
+def setup_logging(level: str | None = None) -> None:
+    """One log format for every edgeexec process: one line per event, for operators."""
+    logging.basicConfig(
+        level=(level or os.environ.get("EDGEEXEC_LOG_LEVEL", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
 
 EXTRA = {
     "gateway": "gateway", "token": "gateway", "standalone": "all", "demo": "all",

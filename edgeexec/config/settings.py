@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeexec.config import Lookup, build, doc, env_lookup
+from edgeexec.config.lookup import Lookup, build, doc, env_lookup
 from edgeexec.errors import ConfigError
-from edgeexec.keys import DEFAULT_PREFIX
+from edgeexec.store.keys import DEFAULT_PREFIX
 
 SECTION = "edgeexec"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

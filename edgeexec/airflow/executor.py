@@ -18,12 +18,12 @@ from airflow.configuration import conf
 from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads.types import state_class_for_key
 
-from edgeexec.config import airflow_lookup
+from edgeexec.config.lookup import airflow_lookup
 from edgeexec.dispatch import Dispatcher
 from edgeexec.errors import StoreUnavailable
-from edgeexec.jobs import JobEvent, JobSpec, Orphan, spec_for, task_ref, ti_id_of
+from edgeexec.dispatch import JobEvent, JobSpec, Orphan, spec_for, task_ref, ti_id_of
 from edgeexec.protocol import JobState
-from edgeexec.settings import SECTION, ExecutorSettings
+from edgeexec.config.settings import SECTION, ExecutorSettings
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
@@ -208,7 +208,7 @@ class EdgeExecutor(DispatchExecutor):
     """Runs tasks on edge agents: jobs in Redis, pushed by gateways over WebSockets."""
 
     def make_dispatcher(self) -> Dispatcher:
-        from edgeexec.redis_dispatcher import RedisDispatcher
+        from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 
         self.settings = ExecutorSettings.load(airflow_lookup(SECTION))
         self.sweep_every = self.settings.sweep_interval
@@ -224,7 +224,7 @@ class EdgeExecutor(DispatchExecutor):
         the Redis connection is made here. Returning a source also stops Airflow from asking a
         worker log server, which agents do not run.
         """
-        from edgeexec import task_logs
+        from edgeexec.airflow import task_logs
 
         return task_logs.read(ti.id, try_number)
 

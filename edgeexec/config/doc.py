@@ -1,20 +1,20 @@
 """Renders docs/configuration.md from the settings classes (a test fails when the two drift).
 
-    python -m edgeexec.configdoc > docs/configuration.md
+    python -m edgeexec.config.doc > docs/configuration.md
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgeexec.config import describe
+from edgeexec.config.lookup import describe
 
 HEADER = """# Configuration
 
 Every option is read, in increasing precedence, from its default, Airflow's configuration
 (`[edgeexec]` in `airflow.cfg`, for the executor), the environment variable shown, and the CLI flag
 of the same name where there is one (`--redis-url` for `redis_url`).
-This page is generated from the settings classes: `python -m edgeexec.configdoc > docs/configuration.md`.
+This page is generated from the settings classes: `python -m edgeexec.config.doc > docs/configuration.md`.
 """
 
 
@@ -29,7 +29,7 @@ def _section(title: str, intro: str, cls: type[Any], section: str = "edgeexec") 
 def render() -> str:
     from agent.settings import AgentSettings
     from batchexec.settings import BatchSettings
-    from edgeexec.settings import ExecutorSettings, GatewaySettings
+    from edgeexec.config.settings import ExecutorSettings, GatewaySettings
 
     parts = [
         HEADER,

@@ -1,9 +1,9 @@
--- Shared prelude, prepended to every edgeexec script by edgeexec/scripts.py.
+-- Shared prelude, prepended to every edgeexec script by edgeexec/store/scripts.py.
 --
 -- Convention: ARGV[1] is the key prefix and ARGV[2] is *now* in milliseconds, or '' for Redis'
 -- own clock (what every gateway and scheduler passes: hosts' clocks may disagree, Redis' is one
 -- clock for the whole deployment; tests pass explicit times). Script arguments start at ARGV[3].
--- Keys are built here from the prefix (see edgeexec/keys.py for the table of keys); edgeexec
+-- Keys are built here from the prefix (see edgeexec/store/keys.py for the table of keys); edgeexec
 -- therefore needs a single Redis (standalone or Sentinel), not Redis Cluster.
 --
 -- Invariants every script keeps:
