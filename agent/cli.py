@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeexec import extras, logs
+from edgeexec import console
 from edgeexec.errors import ConfigError
 
 log = logging.getLogger("agent")
@@ -73,11 +73,11 @@ def _operator_commands(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(getattr(args, "log_level", None) or ("WARNING" if args.command != "start" else None))
+    console.setup_logging(getattr(args, "log_level", None) or ("WARNING" if args.command != "start" else None))
     try:
         return _operate(args) if args.command != "start" else _start(args)
     except ModuleNotFoundError as exc:
-        return extras.exit_code(exc, "agent", args.command)
+        return console.exit_code(exc, "agent", args.command)
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from agent import metrics, states
+from agent import metrics
 from agent.errors import FatalConnectError, RunnerError
 from agent.journal import Journal
 from agent.local_control import LocalControlServer
@@ -43,8 +43,9 @@ from agent.logtail import LogTailer, default_log_folder
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
 from agent.runner import Runner
 from agent.settings import AgentSettings, scrub_secrets
+from edgeexec import __version__
 from edgeexec import protocol as p
-from edgeexec.version import __version__
+from edgeexec.states import derive_agent_state
 
 log = logging.getLogger(__name__)
 WELCOME_TIMEOUT = 30.0
@@ -106,7 +107,7 @@ class Agent:
 
     @property
     def state(self) -> str:
-        return states.derive(has_jobs=bool(self.running or self.claimed), draining=self.draining,
+        return derive_agent_state(has_jobs=bool(self.running or self.claimed), draining=self.draining,
                              maintenance=self.maintenance)
 
     def record(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeexec.config import build, doc, env_lookup
+from edgeexec.config.lookup import build, doc, env_lookup
 from edgeexec.errors import ConfigError
 from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
 

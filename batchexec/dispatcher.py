@@ -27,7 +27,7 @@ from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 from batchexec.errors import BatchConfigError, SubmitError
 from batchexec.kwargs import command_for, submit_kwargs
 from batchexec.settings import BatchSettings
-from edgeexec.jobs import JobEvent, JobSpec, Orphan
+from edgeexec.dispatch import JobEvent, JobSpec, Orphan
 from edgeexec.protocol import JobState
 
 log = logging.getLogger(__name__)

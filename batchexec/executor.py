@@ -9,9 +9,9 @@ from __future__ import annotations
 from batchexec.client import make_client
 from batchexec.dispatcher import BatchDispatcher
 from batchexec.settings import SECTION, BatchSettings
-from edgeexec.config import airflow_lookup
+from edgeexec.airflow.executor import DispatchExecutor
+from edgeexec.config.lookup import airflow_lookup
 from edgeexec.dispatch import Dispatcher
-from edgeexec.executor import DispatchExecutor
 
 
 class BatchExecutor(DispatchExecutor):

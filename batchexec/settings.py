@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchexec.errors import BatchConfigError
-from edgeexec.config import Lookup, build, doc
+from edgeexec.config.lookup import Lookup, build, doc
 
 SECTION = "aws_batch_executor"
 REQUIRED = ("job_queue", "job_definition", "job_name", "region_name")

@@ -88,8 +88,8 @@ def _edgeexec_split(stack: LocalStack, ti: Any) -> dict[str, float]:
 
     import redis
 
-    from edgeexec.jobs import task_ref
-    from edgeexec.keys import Keys
+    from edgeexec.dispatch import task_ref
+    from edgeexec.store.keys import Keys
 
     keys = Keys()
     client = redis.Redis.from_url(stack.redis_url, decode_responses=True)

@@ -32,11 +32,11 @@ import orjson
 import psutil
 import redis
 
-from edgeexec.jobs import JobSpec
-from edgeexec.keys import Keys
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+from edgeexec.dispatch import JobSpec
 from edgeexec.localstack.processes import BIN, Proc, RedisServer, free_port, port_open, wait_for
 from edgeexec.protocol import JobState
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.store.keys import Keys
 
 ROOT = Path(__file__).parent.parent
 SECRET = "bench-" + uuid.uuid4().hex

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeexec.version import __version__
+__version__ = "0.1.0"
+"""The one place the edgeexec version is defined (packaging reads it from here)."""
 
 __all__ = ["EdgeExecutor", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("EdgeExecutor", "DispatchExecutor"):
-        from edgeexec import executor
+        from edgeexec.airflow import executor
 
         return getattr(executor, name)
     raise AttributeError(f"module 'edgeexec' has no attribute {name!r}")

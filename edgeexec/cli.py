@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from edgeexec import extras, logs
+from edgeexec import console
 from edgeexec.errors import ConfigError
 
 
@@ -46,27 +46,27 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(getattr(args, "log_level", None))
+    console.setup_logging(getattr(args, "log_level", None))
     try:
         if args.command == "gateway":
             return _gateway(args)
         if args.command == "token":
-            from edgeexec.token_cli import run
+            from edgeexec.tokens.cli import run
 
             return run(args)
-        from edgeexec.standalone import main as run_stack
+        from edgeexec.localstack.standalone import main as run_stack
 
         return run_stack(args.command, args.home)
     except ConfigError as exc:
         print(f"edgeexec: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        return extras.exit_code(exc, "edgeexec", args.command)
+        return console.exit_code(exc, "edgeexec", args.command)
 
 
 def _gateway(args: argparse.Namespace) -> int:
+    from edgeexec.config.settings import GatewaySettings
     from edgeexec.gateway.server import serve
-    from edgeexec.settings import GatewaySettings
 
     settings = GatewaySettings.load(
         host=args.host, port=args.port, redis_url=args.redis_url, redis_prefix=args.redis_prefix,

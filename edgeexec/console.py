@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+
 def setup_logging(level: str | None = None) -> None:
     """One log format for every edgeexec process: one line per event, for operators."""
     logging.basicConfig(

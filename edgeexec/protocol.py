@@ -34,12 +34,15 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import Any, ClassVar
 
 import orjson
 
 from edgeexec.errors import PeerError
+from edgeexec.states import ACCEPTING_STATES, JobState
+
+__all__ = ["ACCEPTING_STATES", "JobState"]  # re-exported: the states are part of the wire vocabulary
 
 PROTOCOL_VERSIONS: tuple[int, ...] = (2, 3)
 """Version 2 added ``start``: an agent starts a process only after Redis confirmed the job is its
@@ -124,28 +127,6 @@ CLOSE_POLICY: dict[CloseCode, ClosePolicy] = {
 """The one home of the close-code policy: the agent's reconnect decision, the gateway's ``retry``
 flag and docs/protocol.md's table are all derived from it."""
 FATAL_CLOSE_CODES = frozenset(int(c) for c, policy in CLOSE_POLICY.items() if policy.fatal)
-
-
-class JobState(StrEnum):
-    """States of one job as the store and the agent know it."""
-
-    PENDING = "pending"
-    ASSIGNED = "assigned"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in _TERMINAL
-
-
-_TERMINAL = frozenset({JobState.SUCCESS, JobState.FAILED, JobState.CANCELLED})
-
-
-ACCEPTING_STATES = frozenset({"idle", "running"})
-"""Agent states in which the gateway hands out new jobs; every other state stops dispatch."""
 
 
 class ProtocolError(PeerError, ValueError):

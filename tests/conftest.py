@@ -15,8 +15,8 @@ import orjson
 import pytest
 import redis
 
-from edgeexec.keys import Keys
 from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
+from edgeexec.store.keys import Keys
 from tests.servers import RedisServer
 
 

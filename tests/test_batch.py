@@ -16,8 +16,8 @@ from batchexec.dispatcher import BatchDispatcher, backoff_seconds, classify
 from batchexec.errors import BatchConfigError
 from batchexec.kwargs import camelize_keys, command_for, submit_kwargs
 from batchexec.settings import BatchSettings
-from edgeexec.config import env_lookup
-from edgeexec.jobs import JobSpec
+from edgeexec.config.lookup import env_lookup
+from edgeexec.dispatch import JobSpec
 from edgeexec.localstack.processes import wait_for
 from edgeexec.protocol import JobState
 from tests.conftest import REGION, BatchEndpoint

@@ -16,11 +16,10 @@ import pytest
 import redis
 
 from batchexec.dispatcher import BatchDispatcher
-from edgeexec.dispatch import Dispatcher
-from edgeexec.jobs import JobEvent, JobSpec
-from edgeexec.keys import Keys
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+from edgeexec.dispatch import Dispatcher, JobEvent, JobSpec
 from edgeexec.protocol import JobState
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.store.keys import Keys
 from tests.conftest import BatchEndpoint
 from tests.test_batch import _settings, standin_spec
 from tests.test_store_lua import Lua

@@ -16,9 +16,9 @@ from selenium.webdriver.common.by import By
 from websockets.asyncio.client import connect
 
 from edgeexec import protocol as p
-from edgeexec import token_store
-from edgeexec.keys import Keys
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+from edgeexec.store.keys import Keys
+from edgeexec.tokens import store as token_store
 from tests.servers import start_gateway
 from tests.test_gateway import RawAgent, _hello, _spec
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from edgeexec import protocol as p
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 from tests.test_gateway import SECRET, Gateway, _connect, _hello, _spec, dispatcher, gateway  # noqa: F401 - the same live gateway fixtures
 
 ROUNDS = int(os.environ.get("EDGEEXEC_FUZZ_ROUNDS", "60"))

@@ -15,10 +15,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from edgeexec import protocol as p
-from edgeexec.jobs import JobSpec
-from edgeexec.keys import Keys
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+from edgeexec.dispatch import JobSpec
 from edgeexec.localstack.processes import Proc, free_port, wait_for
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.store.keys import Keys
 from tests.servers import start_gateway
 
 SECRET = "test-secret-" + uuid.uuid4().hex
@@ -383,8 +383,8 @@ async def test_logs_are_stored_byte_exact_whatever_the_task_writes(
     import os
 
     from agent.logtail import LogTailer
-    from edgeexec import task_logs
-    from edgeexec.jobs import task_ref
+    from edgeexec.airflow import task_logs
+    from edgeexec.dispatch import task_ref
 
     content = b"start\n" + "\u65e5\u672c\u8a9e\u00e9".encode() * 30_000 + b"\xff\xfe\x80 bad\n" + os.urandom(50_000) + b"\n"
     (tmp_path / "t").mkdir()

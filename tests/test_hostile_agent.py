@@ -25,11 +25,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from edgeexec import protocol as p
-from edgeexec import token_store
-from edgeexec.jobs import JobSpec
-from edgeexec.keys import Keys
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+from edgeexec.dispatch import JobSpec
 from edgeexec.localstack.processes import Proc, wait_for
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.store.keys import Keys
+from edgeexec.tokens import store as token_store
 from tests.rawws import RawWebSocket
 from tests.servers import start_gateway
 

@@ -14,9 +14,9 @@ import orjson
 import pytest
 import redis
 
-from edgeexec import token_store
-from edgeexec.keys import Keys
 from edgeexec.localstack.processes import BIN, Proc, wait_for
+from edgeexec.store.keys import Keys
+from edgeexec.tokens import store as token_store
 from tests.servers import start_gateway
 
 

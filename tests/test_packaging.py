@@ -94,7 +94,8 @@ def test_agent_extra_has_the_runner_and_not_the_gateway(install: Any) -> None:
 
 
 def test_scheduler_and_batch_extras_import_their_executors(install: Any) -> None:
-    assert install("scheduler").imports("edgeexec.executor, edgeexec.redis_dispatcher, edgeexec.task_logs")
+    assert install("scheduler").imports(
+        "edgeexec.airflow.executor, edgeexec.airflow.redis_dispatcher, edgeexec.airflow.task_logs")
     batch = install("batch")
     assert batch.imports("batchexec.executor, batchexec.entrypoint") and not batch.imports("redis")
 

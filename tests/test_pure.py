@@ -8,26 +8,26 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent import states
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
-from edgeexec.config import build, env_lookup
+from edgeexec import states
+from edgeexec.config.lookup import build, env_lookup
+from edgeexec.config.settings import GatewaySettings
+from edgeexec.dispatch import CALLBACK_PRIORITY, spec_for, ti_id_of
 from edgeexec.errors import ConfigError
-from edgeexec.jobs import CALLBACK_PRIORITY, spec_for, ti_id_of
-from edgeexec.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_state_table_matches_edge_provider_vocabulary() -> None:
     """Operators keep the Edge provider's state names and their derivation rules."""
-    assert states.derive(has_jobs=True, draining=True, maintenance=False) == "terminating"
-    assert states.derive(has_jobs=True, draining=False, maintenance=True) == "maintenance pending"
-    assert states.derive(has_jobs=False, draining=True, maintenance=True) == "offline maintenance"
-    assert states.derive(has_jobs=False, draining=True, maintenance=False) == "offline"
-    assert states.derive(has_jobs=False, draining=False, maintenance=True) == "maintenance mode"
-    assert states.derive(has_jobs=True, draining=False, maintenance=False) == "running"
-    assert states.derive(has_jobs=False, draining=False, maintenance=False) == "idle"
-    assert len(states.STATE_TABLE) == 8
+    assert states.derive_agent_state(has_jobs=True, draining=True, maintenance=False) == "terminating"
+    assert states.derive_agent_state(has_jobs=True, draining=False, maintenance=True) == "maintenance pending"
+    assert states.derive_agent_state(has_jobs=False, draining=True, maintenance=True) == "offline maintenance"
+    assert states.derive_agent_state(has_jobs=False, draining=True, maintenance=False) == "offline"
+    assert states.derive_agent_state(has_jobs=False, draining=False, maintenance=True) == "maintenance mode"
+    assert states.derive_agent_state(has_jobs=True, draining=False, maintenance=False) == "running"
+    assert states.derive_agent_state(has_jobs=False, draining=False, maintenance=False) == "idle"
+    assert len(states.AGENT_STATE_TABLE) == 8
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -82,7 +82,7 @@ def test_settings_from_environment_and_errors_name_the_variable() -> None:
     GatewaySettings().require_secret()  # tokens only: the production setup
 
 
-PURE_MODULES = ["edgeexec/protocol.py", "edgeexec/jobs.py", "edgeexec/keys.py", "agent/states.py",
+PURE_MODULES = ["edgeexec/protocol.py", "edgeexec/dispatch.py", "edgeexec/store/keys.py", "edgeexec/states.py",
                 "agent/reconnect.py"]
 IO_IMPORTS = {"asyncio", "socket", "redis", "starlette", "websockets", "boto3", "airflow", "uvicorn", "psutil"}
 
@@ -112,10 +112,10 @@ def test_importing_edgeexec_does_not_import_airflow() -> None:
 
 def test_configuration_reference_matches_the_settings_classes() -> None:
     """docs/configuration.md is generated from the settings; regenerate it when an option changes."""
-    from edgeexec.configdoc import render
+    from edgeexec.config.doc import render
 
     assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
-        "docs/configuration.md is stale: run `python -m edgeexec.configdoc > docs/configuration.md`")
+        "docs/configuration.md is stale: run `python -m edgeexec.config.doc > docs/configuration.md`")
 
 
 def test_protocol_tables_match_the_code() -> None:

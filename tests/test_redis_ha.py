@@ -21,10 +21,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from edgeexec import protocol as p
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 from edgeexec.errors import ConfigError, StoreUnavailable
 from edgeexec.localstack.processes import Proc, RedisServer, free_port, port_open, wait_for
-from edgeexec.redis_dispatcher import RedisDispatcher
-from edgeexec.redis_url import parse_sentinel, redact
+from edgeexec.store.redis_url import parse_sentinel, redact
 from tests.servers import start_gateway
 from tests.test_gateway import SECRET, RawAgent, _spec
 

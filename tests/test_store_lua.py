@@ -11,10 +11,10 @@ import orjson
 import pytest
 import redis
 
-from edgeexec import scripts
-from edgeexec.jobs import JobSpec
-from edgeexec.keys import Keys
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
+from edgeexec.dispatch import JobSpec
+from edgeexec.store import scripts
+from edgeexec.store.keys import Keys
 
 TTL = 3_600_000
 LIVENESS = 30_000

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edgeexec import token_store
-from edgeexec.keys import Keys
 from edgeexec.localstack.processes import BIN, Proc, wait_for
+from edgeexec.store.keys import Keys
+from edgeexec.tokens import store as token_store
 from tests.servers import start_gateway
 
 

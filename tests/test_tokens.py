@@ -16,9 +16,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from edgeexec import protocol as p
-from edgeexec import tokens
-from edgeexec.keys import Keys
 from edgeexec.localstack.processes import BIN
+from edgeexec.store.keys import Keys
+from edgeexec.tokens import model as tokens
 from tests.servers import start_gateway
 from tests.test_gateway import Gateway, _closed_with, _hello
 
@@ -149,7 +149,7 @@ def test_a_created_token_is_always_listed_while_others_come_and_go(redis_server:
     token is in every listing taken after its creation returned and before its revocation."""
     import threading
 
-    from edgeexec import token_store
+    from edgeexec.tokens import store as token_store
 
     keys = Keys(f"tr{uuid.uuid4().hex[:8]}")
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)

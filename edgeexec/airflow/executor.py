@@ -19,11 +19,10 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads.types import state_class_for_key
 
 from edgeexec.config.lookup import airflow_lookup
-from edgeexec.dispatch import Dispatcher
-from edgeexec.errors import StoreUnavailable
-from edgeexec.dispatch import JobEvent, JobSpec, Orphan, spec_for, task_ref, ti_id_of
-from edgeexec.protocol import JobState
 from edgeexec.config.settings import SECTION, ExecutorSettings
+from edgeexec.dispatch import Dispatcher, JobEvent, JobSpec, Orphan, spec_for, task_ref, ti_id_of
+from edgeexec.errors import StoreUnavailable
+from edgeexec.protocol import JobState
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance

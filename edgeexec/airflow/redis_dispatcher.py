@@ -14,12 +14,12 @@ from typing import Any
 
 import redis
 
+from edgeexec.dispatch import JobEvent, JobSpec, Orphan
+from edgeexec.errors import StoreUnavailable
+from edgeexec.protocol import JobState
 from edgeexec.store import scripts
 from edgeexec.store.clock import Clock, redis_time
-from edgeexec.errors import StoreUnavailable
-from edgeexec.dispatch import JobEvent, JobSpec, Orphan
 from edgeexec.store.keys import Keys
-from edgeexec.protocol import JobState
 from edgeexec.store.redis_url import connect
 
 log = logging.getLogger(__name__)

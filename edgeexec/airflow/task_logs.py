@@ -12,10 +12,10 @@ from typing import Any
 import redis
 
 from edgeexec.config.lookup import airflow_lookup
+from edgeexec.config.settings import SECTION, ExecutorSettings
 from edgeexec.dispatch import task_ref
 from edgeexec.store.keys import Keys
 from edgeexec.store.redis_url import connect
-from edgeexec.config.settings import SECTION, ExecutorSettings
 
 LogResponse = tuple[list[str], list[str]]
 

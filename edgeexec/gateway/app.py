@@ -17,9 +17,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from edgeexec.config.settings import GatewaySettings
 from edgeexec.gateway.service import SERVER_SEND, Gateway
-from edgeexec.redis_url import connect_async, redact
-from edgeexec.settings import GatewaySettings
+from edgeexec.store.redis_url import connect_async, redact
 
 log = logging.getLogger(__name__)
 SECURITY_HEADERS = {

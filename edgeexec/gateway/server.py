@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
+from edgeexec.config.settings import GatewaySettings
 from edgeexec.gateway.app import create_app
-from edgeexec.settings import GatewaySettings
 
 
 def uvicorn_config(settings: GatewaySettings, **extra: object) -> uvicorn.Config:

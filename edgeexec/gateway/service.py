@@ -36,18 +36,18 @@ import redis.asyncio as aioredis
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from edgeexec import __version__
 from edgeexec import protocol as p
-from edgeexec import token_store
+from edgeexec.config.settings import GatewaySettings
 from edgeexec.gateway import pubsub
 from edgeexec.gateway.budget import FailureWindow, TokenBucket
 from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.gateway.session import AgentSession, close_with_error
 from edgeexec.gateway.store import Assignment, GatewayStore, Registration
-from edgeexec.keys import Keys
-from edgeexec.settings import GatewaySettings
-from edgeexec.tokens import SHARED_SECRET, TokenInfo, check_hello
-from edgeexec.version import __version__
+from edgeexec.store.keys import Keys
+from edgeexec.tokens import store as token_store
+from edgeexec.tokens.model import SHARED_SECRET, TokenInfo, check_hello
 
 log = logging.getLogger(__name__)
 

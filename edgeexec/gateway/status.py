@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from edgeexec.keys import Keys
+from edgeexec.store.keys import Keys
 
 AGENT_FIELDS = ("name", "state", "connected", "queues", "conc", "used", "metrics", "comments", "seen", "since",
                 "gw", "versions", "maintenance")

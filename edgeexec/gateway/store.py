@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from edgeexec import scripts
-from edgeexec.clock import Clock, redis_time
-from edgeexec.keys import Keys
 from edgeexec.protocol import MAX_STORED_LOG, Hello, JobState
+from edgeexec.store import scripts
+from edgeexec.store.clock import Clock, redis_time
+from edgeexec.store.keys import Keys
 
 BATCH_WINDOW_S = 0.005
 BATCH_MAX = 256

@@ -15,10 +15,16 @@ SCRIPT_NAMES = (
 )
 
 
+def script_text(name: str) -> str:
+    """The text of one file in edgeexec/store/lua (``lib`` for the prelude), as shipped."""
+    if name not in (*SCRIPT_NAMES, "lib"):
+        raise KeyError(f"unknown script {name!r}; known: {', '.join(SCRIPT_NAMES)}")
+    return (resources.files("edgeexec.store") / "lua" / f"{name}.lua").read_text()
+
+
 @cache
 def source(name: str) -> str:
     """Prelude + script body, ready for EVAL/EVALSHA."""
     if name not in SCRIPT_NAMES:
         raise KeyError(f"unknown script {name!r}; known: {', '.join(SCRIPT_NAMES)}")
-    lua = resources.files("edgeexec.store") / "lua"
-    return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    return script_text("lib") + "\n" + script_text(name)

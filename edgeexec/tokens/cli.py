@@ -9,12 +9,12 @@ import sys
 import orjson
 import redis
 
-from edgeexec.tokens.model import store as token_store
-from edgeexec.errors import ConfigError
-from edgeexec.store.keys import Keys
-from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
-from edgeexec.store.redis_url import connect
 from edgeexec.config.settings import GatewaySettings
+from edgeexec.errors import ConfigError
+from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
+from edgeexec.store.keys import Keys
+from edgeexec.store.redis_url import connect
+from edgeexec.tokens import store as token_store
 from edgeexec.tokens.model import TokenInfo, parse_duration
 
 

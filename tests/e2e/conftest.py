@@ -11,8 +11,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from edgeexec.keys import Keys
 from edgeexec.localstack.stack import AgentSpec, LocalStack, StackConfig
+from edgeexec.store.keys import Keys
 from tests.conftest import REGION, BatchEndpoint
 from tests.servers import PostgresServer
 

@@ -22,10 +22,10 @@ import redis
 import sqlalchemy as sa
 
 from agent import journal
-from edgeexec.keys import Keys
+from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 from edgeexec.localstack.processes import Proc, RedisServer, free_port, wait_for
 from edgeexec.localstack.stack import AgentSpec, LocalStack, StackConfig
-from edgeexec.redis_dispatcher import RedisDispatcher
+from edgeexec.store.keys import Keys
 from tests.faults.netcut import NetCut
 from tests.servers import PostgresServer
 

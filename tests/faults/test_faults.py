@@ -16,9 +16,9 @@ import uuid
 
 import pytest
 
-from edgeexec import token_store
-from edgeexec.jobs import task_ref
+from edgeexec.dispatch import task_ref
 from edgeexec.localstack.processes import BIN, wait_for
+from edgeexec.tokens import store as token_store
 from tests.faults.conftest import AGENTS, FIGURES, FULL, Faults
 
 pytestmark = pytest.mark.faults
