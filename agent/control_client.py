@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from agent.errors import FatalConnectError
+from edgeexec import protocol as p
 
 CONTROL_PATH = "/ws/control"
 
@@ -56,7 +57,7 @@ class ControlClient:
 
     async def command(self, agent: str, action: str, **fields: Any) -> tuple[bool, str]:
         req = next(self._ids)
-        await self._send({"type": "command", "agent": agent, "action": action, "id": req, **fields})
+        await self._send(p.control_command(agent, action, req, **fields))
         while True:
             msg = await self._recv()
             if msg.get("type") == "result" and msg.get("id") == req:
@@ -66,6 +67,6 @@ class ControlClient:
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
         """The snapshot, then every delta, as they come."""
-        await self._send({"type": "subscribe"})
+        await self._send(p.subscribe())
         while True:
             yield await self._recv()

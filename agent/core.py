@@ -110,20 +110,20 @@ class Agent:
         return derive_agent_state(has_jobs=bool(self.running or self.claimed), draining=self.draining,
                              maintenance=self.maintenance)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> p.AgentRecord:
         """This agent as the status stream shows agents (for the local control socket)."""
         return {"name": self.s.name, "state": self.state, "connected": self.ws is not None,
                 "queues": list(self.queues), "concurrency": self.concurrency, "used": self.used,
                 "metrics": metrics.snapshot(), "comments": self.comments, "maintenance": self.maintenance,
-                "jobs": [{"job": j, "ref": "", "state": "running"} for j in self.running]}
+                "jobs": [{"job": j, "ref": "", "state": p.JobState.RUNNING} for j in self.running]}
 
     def operator(self, action: str, comments: str) -> None:
         """A command from the local control socket; the gateway hears of it as a status frame."""
-        if action in ("maintenance_on", "maintenance_off"):
-            self.maintenance, self.comments = action == "maintenance_on", comments
+        if action in (p.Action.MAINTENANCE_ON, p.Action.MAINTENANCE_OFF):
+            self.maintenance, self.comments = action == p.Action.MAINTENANCE_ON, comments
             self._spawn(self._send(p.AgentStatus(state=self.state, comments=self.comments)))
         else:
-            self.drain(action == "shutdown")
+            self.drain(action == p.Action.SHUTDOWN)
 
     def _done(self) -> bool:
         if self._stopped.is_set():
@@ -382,7 +382,7 @@ class Agent:
 
     async def _command(self, frame: p.Command) -> None:
         log.info("operator command: %s%s", frame.action, f" ({frame.comments})" if frame.comments else "")
-        if frame.action in ("set_queues", "set_concurrency"):
+        if p.ACTIONS[p.Action(frame.action)].registers:
             self._before_change = self._before_change or (self.queues, self.concurrency)
             self.queues = frame.queues or self.queues
             self.concurrency = frame.concurrency or self.concurrency

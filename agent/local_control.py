@@ -26,9 +26,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from edgeexec import protocol as p
+
 log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.5
-ACTIONS = frozenset({"maintenance_on", "maintenance_off", "drain", "shutdown"})
+ACTIONS = p.LOCAL_ACTIONS
+"""What the local socket may do: every command that does not change the agent's registration."""
 SYSTEMD_DIR = Path("/run/edgeexec-agent")
 
 
@@ -63,7 +66,7 @@ def socket_path(name: str) -> Path:
 class Controllable(Protocol):
     """What the socket needs from the agent (agent.core.Agent)."""
 
-    def record(self) -> dict[str, Any]: ...
+    def record(self) -> p.AgentRecord: ...
 
     def operator(self, action: str, comments: str) -> None: ...
 
@@ -103,7 +106,7 @@ class LocalControlServer:
                 raise ValueError("a request is a JSON object")
             await self._request(req, writer)
         except (ValueError, orjson.JSONDecodeError) as exc:
-            await _write(writer, {"type": "result", "ok": False, "message": f"bad request: {exc}"})
+            await _write(writer, p.command_result(False, f"bad request: {exc}"))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -116,25 +119,23 @@ class LocalControlServer:
             await self._status(writer, bool(req.get("watch")))
         elif action in ACTIONS:
             self.agent.operator(str(action), str(req.get("comments", "")))
-            await _write(writer, {"type": "result", "ok": True, "message": f"{action} applied to the local agent"})
+            await _write(writer, p.command_result(True, f"{action} applied to the local agent"))
         else:
-            await _write(writer, {"type": "result", "ok": False,
-                                  "message": f"unknown action {action!r}; use status or one of {sorted(ACTIONS)}"})
+            await _write(writer, p.command_result(False, f"unknown action {action!r}; use status or one of {sorted(ACTIONS)}"))
 
     async def _status(self, writer: asyncio.StreamWriter, watch: bool) -> None:
         last = self.agent.record()
-        await _write(writer, {"type": "snapshot", "agents": [last], "queues": {}})
+        await _write(writer, p.snapshot([last], {}))
         while watch:
             await asyncio.sleep(WATCH_INTERVAL)
             now = self.agent.record()
             if _changed(last, now):
-                await _write(writer, {"type": "agent", "agent": now})
+                await _write(writer, p.agent_delta(now))
                 last = now
 
 
-def _changed(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = ("state", "queues", "concurrency", "used", "jobs", "comments", "connected")
-    return any(a.get(k) != b.get(k) for k in keys)
+def _changed(a: p.AgentRecord, b: p.AgentRecord) -> bool:
+    return any(a.get(k) != b.get(k) for k in p.AGENT_RECORD_CHANGES)
 
 
 async def _write(writer: asyncio.StreamWriter, msg: dict[str, Any]) -> None:
@@ -179,5 +180,4 @@ class LocalControlClient:
             writer.close()
 
     def _exited(self) -> dict[str, Any]:
-        return {"type": "agent", "agent": {"name": self.name, "state": "offline", "connected": False, "queues": [],
-                                           "concurrency": 0, "used": 0, "jobs": [], "metrics": {}}}
+        return p.agent_delta(p.gone_agent(self.name))

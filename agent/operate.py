@@ -21,16 +21,18 @@ from rich.live import Live
 
 from agent.control_client import ControlClient
 from agent.render import fleet_table
+from edgeexec import protocol as p
+from edgeexec.states import AgentState
 
 Record = dict[str, Any]
 
 
 def _in_maintenance(a: Record) -> bool:
-    return a["state"] in ("maintenance mode", "offline maintenance")
+    return a["state"] in (AgentState.MAINTENANCE_MODE, AgentState.OFFLINE_MAINTENANCE)
 
 
 def _working(a: Record) -> bool:
-    return a["state"] in ("idle", "running")
+    return a["state"] in p.ACCEPTING_STATES
 
 
 def _gone(a: Record) -> bool:
@@ -38,8 +40,10 @@ def _gone(a: Record) -> bool:
 
 
 WAIT_DONE: dict[str, Callable[[Record], bool]] = {
-    "maintenance_on": _in_maintenance, "maintenance_off": _working, "drain": _gone, "shutdown": _gone,
+    p.Action.MAINTENANCE_ON: _in_maintenance, p.Action.MAINTENANCE_OFF: _working,
+    p.Action.DRAIN: _gone, p.Action.SHUTDOWN: _gone,
 }
+"""When ``--wait`` is over, for each command that does not re-register the agent."""
 
 
 def local_name() -> str:
@@ -57,8 +61,8 @@ async def status(client: ControlClient, args: argparse.Namespace) -> int:
         return 1
     if args.json:
         for a in agents.values():
-            _json({"type": "agent", "agent": a})
-        _json({"type": "queues", "queues": first["queues"]})
+            _json(p.agent_delta(a))
+        _json(p.queues_delta(first["queues"]))
     elif not args.watch:
         Console(width=None if sys.stdout.isatty() else 200).print(fleet_table(agents.values(), first["queues"]))
     if args.watch:

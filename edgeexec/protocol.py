@@ -34,13 +34,13 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import IntEnum
-from typing import Any, ClassVar
+from enum import IntEnum, StrEnum
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 import orjson
 
 from edgeexec.errors import PeerError
-from edgeexec.states import ACCEPTING_STATES, JobState
+from edgeexec.states import ACCEPTING_STATES, AgentState, JobState
 
 __all__ = ["ACCEPTING_STATES", "JobState"]  # re-exported: the states are part of the wire vocabulary
 
@@ -515,9 +515,45 @@ class Cancel:
         return cls(**_job_and_reason(d, "cancel"))
 
 
+class Action(StrEnum):
+    """Operator commands for an agent; ``ACTIONS`` holds what each one may do and needs."""
+
+    MAINTENANCE_ON = "maintenance_on"
+    MAINTENANCE_OFF = "maintenance_off"
+    DRAIN = "drain"
+    SHUTDOWN = "shutdown"
+    SET_QUEUES = "set_queues"
+    SET_CONCURRENCY = "set_concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRule:
+    summary: str
+    registers: bool = False
+    """Changes what the agent registers with, so it applies by a new hello: only through the
+    gateway (which checks it against the agent's token), never over the local socket."""
+    offline: bool = False
+    """Recorded for an agent that is offline and applied when it reconnects."""
+    needs: str = ""
+    """The Command field it cannot do without."""
+
+
+ACTIONS: dict[Action, ActionRule] = {
+    Action.MAINTENANCE_ON: ActionRule("finish running jobs, take no new ones, keep the comment", offline=True),
+    Action.MAINTENANCE_OFF: ActionRule("take jobs again", offline=True),
+    Action.DRAIN: ActionRule("take no new jobs, exit when the running ones finished"),
+    Action.SHUTDOWN: ActionRule("terminate running jobs and exit"),
+    Action.SET_QUEUES: ActionRule("serve these queues (within the token's)", registers=True, needs="queues"),
+    Action.SET_CONCURRENCY: ActionRule("run this many slots", registers=True, needs="concurrency"),
+}
+"""The one table of operator commands: the gateway's control endpoint, the agent's local socket,
+the CLIs and the agent itself all read it."""
+LOCAL_ACTIONS = frozenset(a for a, rule in ACTIONS.items() if not rule.registers)
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An operator command for the agent: maintenance on/off, drain, shutdown, set queues or concurrency."""
+    """An operator command for the agent (one of ``ACTIONS``)."""
 
     TYPE: ClassVar[str] = "command"
     action: str
@@ -525,22 +561,20 @@ class Command:
     queues: tuple[str, ...] = ()
     concurrency: int = 0
 
-    ACTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"maintenance_on", "maintenance_off", "drain", "shutdown", "set_queues", "set_concurrency"})
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Command:
         f = "command"
         action = _str(_req(d, "action", f), "action", f, 32)
-        if action not in cls.ACTIONS:
-            raise ProtocolError(f"command.action={action!r} is unknown; use one of {', '.join(sorted(cls.ACTIONS))}")
+        if action not in ACTIONS:
+            raise ProtocolError(f"command.action={action!r} is unknown; use one of {', '.join(sorted(ACTIONS))}")
         queues = tuple(validate_queue_name(_str(q, "queues[]", f, MAX_QUEUE_NAME + 1))
                        for q in _list(d.get("queues", []), "queues", f, MAX_QUEUES))
         concurrency = _int(d.get("concurrency", 0), "concurrency", f, 0, MAX_CONCURRENCY)
-        if action == "set_queues" and not queues:
-            raise ProtocolError("command set_queues needs a non-empty 'queues' list")
-        if action == "set_concurrency" and not concurrency:
-            raise ProtocolError("command set_concurrency needs 'concurrency' between 1 and 4096")
+        needs = ACTIONS[Action(action)].needs
+        if needs == "queues" and not queues:
+            raise ProtocolError(f"command {action} needs a non-empty 'queues' list")
+        if needs == "concurrency" and not concurrency:
+            raise ProtocolError(f"command {action} needs 'concurrency' between 1 and {MAX_CONCURRENCY}")
         return cls(action=action, comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
                    queues=queues, concurrency=concurrency)
 
@@ -655,3 +689,73 @@ def version_warnings(agent: Mapping[str, str], gateway: Mapping[str, str]) -> tu
         if a and g and a != g:
             out.append(f"{name} version differs: agent {a}, gateway {g}")
     return tuple(out)
+
+
+# --------------------------------------------------------------------------- control protocol
+# /ws/control (admin clients: the CLIs, the dashboard) and the agent's local socket speak the same
+# JSON objects. Client -> server: {"type": "subscribe"} or a command ({"type": "command", "agent":
+# NAME | "*", "action": ..., "id": any, ...}); server -> client: the shapes below.
+
+
+class JobRecord(TypedDict):
+    job: str
+    ref: str
+    state: str
+    kind: NotRequired[str]
+
+
+class AgentRecord(TypedDict):
+    """One agent as every status view shows it (no secrets: tokens and workloads never appear)."""
+
+    name: str
+    state: str
+    connected: bool
+    queues: list[str]
+    concurrency: int
+    used: int
+    metrics: dict[str, Any]
+    comments: str
+    maintenance: bool
+    jobs: list[JobRecord]
+    last_seen_ms: NotRequired[int]
+    since_ms: NotRequired[int]
+    gateway: NotRequired[str]
+    versions: NotRequired[dict[str, str]]
+
+
+AGENT_RECORD_CHANGES = ("state", "queues", "concurrency", "used", "jobs", "comments", "connected")
+"""The fields whose change is worth an ``agent`` delta to a watcher (not metrics, not last_seen)."""
+
+
+def snapshot(agents: list[AgentRecord], queues: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "snapshot", "agents": agents, "queues": dict(queues)}
+
+
+def agent_delta(record: AgentRecord) -> dict[str, Any]:
+    return {"type": "agent", "agent": record}
+
+
+def queues_delta(queues: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "queues", "queues": dict(queues)}
+
+
+def command_result(ok: bool, message: str, request_id: Any = None) -> dict[str, Any]:
+    return {"type": "result", "ok": ok, "message": message, "id": request_id}
+
+
+def control_error(message: str) -> dict[str, Any]:
+    return {"type": "error", "message": message}
+
+
+def subscribe() -> dict[str, Any]:
+    return {"type": "subscribe"}
+
+
+def control_command(agent: str, action: str, request_id: Any, **fields: Any) -> dict[str, Any]:
+    return {"type": "command", "agent": agent, "action": action, "id": request_id, **fields}
+
+
+def gone_agent(name: str) -> AgentRecord:
+    """An agent whose process has exited, as the local socket's watcher last sees it."""
+    return {"name": name, "state": AgentState.OFFLINE, "connected": False, "queues": [], "concurrency": 0, "used": 0,
+            "metrics": {}, "comments": "", "maintenance": False, "jobs": []}

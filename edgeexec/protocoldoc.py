@@ -37,7 +37,16 @@ def close_code_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"frames": frame_table, "close-codes": close_code_table}
+def action_table() -> str:
+    rows = ["| action | what it does | needs | over the local socket | for an offline agent |", "|---|---|---|---|---|"]
+    for action, rule in p.ACTIONS.items():
+        local = "no: re-registers, checked against the token" if rule.registers else "yes"
+        offline = "recorded, applied at reconnect" if rule.offline else "refused"
+        rows.append(f"| `{action.value}` | {rule.summary} | {f'`{rule.needs}`' if rule.needs else ''} | {local} | {offline} |")
+    return "\n".join(rows)
+
+
+SECTIONS = {"frames": frame_table, "close-codes": close_code_table, "actions": action_table}
 
 
 def _replacement(table: str) -> Callable[[re.Match[str]], str]:

@@ -134,3 +134,17 @@ def test_every_close_code_has_one_policy_used_by_both_sides() -> None:
     assert set(p.CLOSE_POLICY) == set(p.CloseCode)
     for code, policy in p.CLOSE_POLICY.items():
         assert close_code_is_fatal(int(code)) is policy.fatal
+
+
+def test_every_command_that_does_not_re_register_can_be_waited_for_and_done_locally() -> None:
+    """One table of operator commands (protocol.ACTIONS): the local socket offers exactly the ones
+    that do not re-register the agent, and `--wait` knows when each of those is over."""
+    from agent import local_control, operate
+    from edgeexec import protocol as p
+
+    assert set(operate.WAIT_DONE) == set(local_control.ACTIONS) == set(p.LOCAL_ACTIONS)
+    assert {a for a, rule in p.ACTIONS.items() if rule.registers} == {p.Action.SET_QUEUES, p.Action.SET_CONCURRENCY}
+    for action, rule in p.ACTIONS.items():
+        if rule.needs:
+            with pytest.raises(p.ProtocolError, match=rule.needs):
+                p.Command.from_dict({"type": "command", "action": action.value})

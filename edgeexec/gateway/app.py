@@ -68,7 +68,7 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
         await gateway.serve_agent(ws)
 
     async def control_ws(ws: WebSocket) -> None:
-        await gateway.control.serve(ws)
+        await gateway.serve_control(ws)
 
     async def health(request: Request) -> JSONResponse:
         try:
@@ -82,7 +82,7 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
         return Response(page, media_type="text/html", headers=SECURITY_HEADERS)
 
     async def metrics(request: Request) -> Response:
-        denied = await gateway.may_scrape(request.headers.get("authorization"),
+        denied = await gateway.auth.may_scrape(request.headers.get("authorization"),
                                           request.client.host if request.client else "")
         if denied is not None:
             return JSONResponse({"error": denied[1]}, status_code=denied[0])

@@ -19,27 +19,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import protocol as p
 from edgeexec.gateway import pubsub, status
-
-if TYPE_CHECKING:
-    from edgeexec.gateway.service import Gateway
+from edgeexec.gateway.auth import Auth
+from edgeexec.gateway.store import GatewayStore
 
 log = logging.getLogger(__name__)
 QUEUE_REFRESH_S = 2.0
 SUBPROTOCOL = "edgeexec"
-TOKEN_SUBPROTOCOL = "token."
-OFFLINE_OK = frozenset({"maintenance_on", "maintenance_off"})
 
 
 class ControlHub:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+    """Built from what it needs: the gateway store (reads of the fleet, every write), the
+    gateway's authentication, and how long a send to one client may take."""
+
+    def __init__(self, store: GatewayStore, auth: Auth, *, send_timeout: float) -> None:
+        self.store, self.auth, self.send_timeout = store, auth, send_timeout
+        self.client, self.keys = store.client, store.keys
         self.clients: dict[WebSocket, asyncio.Lock] = {}
         self.tokens: dict[WebSocket, str] = {}
         self._last_queues: dict[str, Any] = {}
@@ -48,13 +49,9 @@ class ControlHub:
         self._subscribed = asyncio.Event()
 
     async def serve(self, ws: WebSocket) -> None:
-        await self.gw.start()
-        who = await self.gw.authenticate(ws.headers.get("authorization") or _subprotocol_token(ws),
-                                         ws.client.host if ws.client else "")
-        if not isinstance(who, tuple) and not who.admin:
-            who = 403, "an admin token is required here: create one with `edgeexec token create --admin`"
+        who = await self.auth.admin(ws)
         if isinstance(who, tuple):
-            await self.gw.deny(ws, who)
+            await self.auth.deny(ws, who)
             return
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None)
         self.clients[ws] = asyncio.Lock()
@@ -78,19 +75,19 @@ class ControlHub:
             if not isinstance(msg, dict):
                 raise ValueError("a control frame is a JSON object")
         except ValueError as exc:
-            await self._send(ws, {"type": "error", "message": f"not a JSON object: {exc}"})
+            await self._send(ws, p.control_error(f"not a JSON object: {exc}"))
             return
         if msg.get("type") == "subscribe":
             await self._watch_status()
-            fleet = await status.agents(self.gw.client, self.gw.keys)
-            queues = await status.queues(self.gw.client, self.gw.keys, fleet)
-            await self._send(ws, {"type": "snapshot", "agents": fleet, "queues": queues})
+            fleet = await status.agents(self.client, self.keys)
+            queues = await status.queues(self.client, self.keys, fleet)
+            await self._send(ws, p.snapshot(fleet, queues))
             self._ensure_queue_loop()
         elif msg.get("type") == "command":
             ok, message = await self.command(msg)
-            await self._send(ws, {"type": "result", "ok": ok, "message": message, "id": msg.get("id")})
+            await self._send(ws, p.command_result(ok, message, msg.get("id")))
         else:
-            await self._send(ws, {"type": "error", "message": "use {\"type\": \"subscribe\"} or {\"type\": \"command\", ...}"})
+            await self._send(ws, p.control_error('use {"type": "subscribe"} or {"type": "command", ...}'))
 
     def token_ids(self) -> set[str]:
         return set(self.tokens.values())
@@ -114,7 +111,7 @@ class ControlHub:
         target = msg.get("agent")
         if not isinstance(target, str) or not target:
             return False, "name the agent: \"agent\": NAME, or \"*\" for every agent"
-        members: Any = await self.gw.client.smembers(self.gw.keys.agents) if target == "*" else [target]
+        members: Any = await self.client.smembers(self.keys.agents) if target == "*" else [target]
         names: list[str] = sorted(members)
         results = [await self._command_one(n, frame) for n in names]
         failed = [m for ok, m in results if not ok]
@@ -123,26 +120,18 @@ class ControlHub:
         return not failed, "; ".join(m for _, m in results)
 
     async def _command_one(self, name: str, frame: p.Command) -> tuple[bool, str]:
-        key = self.gw.keys.agent(name)
-        values: Any = await self.gw.client.hmget(key, ["connected", "gw", "tokq"])
-        connected, gw, tokq = values
-        if connected is None and gw is None and not await self.gw.client.exists(key):
+        route = await self.store.command_route(name)
+        if route is None:
             return False, f"no agent named {name!r} is known; see `agent status`"
-        refused = _queues_refused(frame, tokq)
+        refused = _queues_refused(frame, route.token_queues)
         if refused:
             return False, refused
-        if connected == "1" and gw:
-            if frame.action in OFFLINE_OK:  # an intent recorded while it was away is superseded now
-                await self.gw.client.hdel(key, "mop")
-            await self.gw.client.publish(self.gw.keys.gateway_channel(gw),
-                                         f"cmd\t{name}\t{p.encode(frame).decode()}")
+        offline_ok = p.ACTIONS[p.Action(frame.action)].offline
+        if route.gateway:
+            await self.store.send_command(name, route.gateway, frame, supersedes_intent=offline_ok)
             return True, f"{frame.action} sent to {name}"
-        if frame.action in OFFLINE_OK:
-            on = frame.action == "maintenance_on"
-            await self.gw.client.hset(key, mapping={"maintenance": "1" if on else "0", "comments": frame.comments,
-                                                    "state": "offline maintenance" if on else "offline",
-                                                    "mop": "on" if on else "off"})
-            await self.gw.client.publish(self.gw.keys.status_channel, name)
+        if offline_ok:
+            await self.store.record_maintenance_intent(name, frame.action == p.Action.MAINTENANCE_ON, frame.comments)
             return True, f"{name} is offline: recorded, it applies when the agent reconnects"
         return False, f"agent {name!r} is offline; {frame.action} needs a connected agent"
 
@@ -162,7 +151,7 @@ class ControlHub:
                 await self.on_status(name)
 
             self._status = asyncio.create_task(
-                pubsub.listen(self.gw.client, [self.gw.keys.status_channel], handle, self._subscribed),
+                pubsub.listen(self.client, [self.keys.status_channel], handle, self._subscribed),
                 name="control-status")
         try:
             await asyncio.wait_for(self._subscribed.wait(), 10)
@@ -172,9 +161,9 @@ class ControlHub:
     async def on_status(self, name: str) -> None:
         if not self.clients:
             return
-        recs = await status.agents(self.gw.client, self.gw.keys, [name])
+        recs = await status.agents(self.client, self.keys, [name])
         if recs:
-            await self._broadcast({"type": "agent", "agent": recs[0]})
+            await self._broadcast(p.agent_delta(recs[0]))
 
     def _ensure_queue_loop(self) -> None:
         if self._task is None or self._task.done():
@@ -183,11 +172,11 @@ class ControlHub:
     async def _queue_loop(self) -> None:
         while self.clients:
             try:
-                fleet = await status.agents(self.gw.client, self.gw.keys)
-                queues = await status.queues(self.gw.client, self.gw.keys, fleet)
+                fleet = await status.agents(self.client, self.keys)
+                queues = await status.queues(self.client, self.keys, fleet)
                 if queues != self._last_queues:
                     self._last_queues = queues
-                    await self._broadcast({"type": "queues", "queues": queues})
+                    await self._broadcast(p.queues_delta(queues))
             except Exception:
                 log.exception("could not refresh queue figures for status clients")
             await asyncio.sleep(QUEUE_REFRESH_S)
@@ -201,7 +190,7 @@ class ControlHub:
         instead of stalling the status stream of every other client."""
         lock = self.clients.get(ws)
         try:
-            async with asyncio.timeout(self.gw.settings.send_timeout):
+            async with asyncio.timeout(self.send_timeout):
                 if lock is None:
                     await ws.send_text(orjson.dumps(msg).decode())
                     return
@@ -226,12 +215,3 @@ def _queues_refused(frame: p.Command, tokq: str | None) -> str:
         return ""
     return (f"queue(s) {', '.join(extra)} are not allowed by this agent's token (allowed: "
             f"{', '.join(sorted(allowed))}); create a token with those queues and restart the agent with it")
-
-
-def _subprotocol_token(ws: WebSocket) -> str | None:
-    """Browsers cannot set headers on a WebSocket: the dashboard offers the subprotocols
-    ``edgeexec`` and ``token.<token>`` (never a query string, which proxies log)."""
-    for proto in ws.scope.get("subprotocols", []):
-        if proto.startswith(TOKEN_SUBPROTOCOL):
-            return f"Bearer {proto[len(TOKEN_SUBPROTOCOL):]}"
-    return None

@@ -24,23 +24,21 @@ agent and control sessions on every gateway even if the pub/sub notice was lost.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import __version__
 from edgeexec import protocol as p
 from edgeexec.config.settings import GatewaySettings
 from edgeexec.gateway import pubsub
-from edgeexec.gateway.budget import FailureWindow, TokenBucket
+from edgeexec.gateway.auth import Auth, peer
+from edgeexec.gateway.budget import TokenBucket
 from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.gateway.session import AgentSession, close_with_error
@@ -52,23 +50,12 @@ from edgeexec.tokens.model import SHARED_SECRET, TokenInfo, check_hello
 log = logging.getLogger(__name__)
 
 
-Denial = tuple[int, str]
 SERVER_SEND = "edgeexec.server_send"
 """Scope key of the ASGI server's own send callable (set by app.KeepServerSend)."""
 MAX_REFUSED_FRAMES = 256
 """Frames naming jobs a session does not hold, per heartbeat interval, dropped before the session
 is cut off: a few are normal (logs of a job being cancelled as foreign), hundreds are a broken or
 hostile agent."""
-
-
-def bearer(header: str | None) -> str | Denial:
-    """The token in an Authorization header, or (HTTP status, explanation)."""
-    if not header:
-        return 401, "missing Authorization header: start the agent with --token or AIRFLOW__EDGEEXEC__TOKEN"
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return 401, "Authorization header must be 'Bearer <token>'"
-    return value.strip()
 
 
 class Gateway:
@@ -78,11 +65,11 @@ class Gateway:
         self.keys = Keys(settings.redis_prefix)
         self.store = GatewayStore(client, self.keys, liveness_s=settings.liveness, job_ttl_s=settings.job_ttl)
         self.sessions: dict[str, AgentSession] = {}
-        self.control = ControlHub(self)
         self.metrics = GatewayMetrics(settings.metrics_interval)
+        self.auth = Auth(settings, client, self.keys, self.metrics)
+        self.control = ControlHub(self.store, self.auth, send_timeout=settings.send_timeout)
         self._listener: asyncio.Task[None] | None = None
         self._recheck: asyncio.Task[None] | None = None
-        self.failures = FailureWindow(settings.login_failures_per_minute)
         self.versions = {"edgeexec": __version__, **_airflow_version()}
 
     # ------------------------------------------------------------------ lifecycle
@@ -105,62 +92,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ agent endpoint
 
-    async def authenticate(self, header: str | None, peer: str = "") -> TokenInfo | Denial:
-        """Who is calling, decided before the WebSocket is accepted (so refusals are plain HTTP).
-
-        Refused logins are counted per address: past ``login_failures_per_minute`` further refusals
-        are a terse 429 (and no longer logged one by one). A valid token is always admitted, so a
-        bad client behind the same NAT or load balancer cannot lock a fleet out; guessing is not
-        the threat (tokens hold 256 random bits), load and log floods are.
-        """
-        who = await self._identify(header)
-        if isinstance(who, tuple):
-            now = time.monotonic()
-            if self.failures.blocked(peer, now):
-                return 429, "too many refused logins from this address; wait a minute and check the token"
-            self.failures.record(peer, now)
-        return who
-
-    async def _identify(self, header: str | None) -> TokenInfo | Denial:
-        token = bearer(header)
-        if isinstance(token, tuple):
-            return token
-        if self.settings.allow_shared_secret and hmac.compare_digest(token.encode(), self.settings.shared_secret.encode()):
-            return SHARED_SECRET
-        info = await token_store.lookup(self.client, self.keys, token)
-        if info is None:
-            return 403, "token refused: unknown, expired or revoked. Ask an operator for a new one (edgeexec token create)"
-        return info
-
-    async def may_scrape(self, header: str | None, peer: str) -> Denial | None:
-        """/metrics is open unless ``metrics_token`` is set; then that token or an admin token."""
-        if not self.settings.metrics_token:
-            return None
-        token = bearer(header)
-        if isinstance(token, str) and hmac.compare_digest(token.encode(), self.settings.metrics_token.encode()):
-            return None
-        who = await self.authenticate(header, peer)
-        if isinstance(who, tuple):
-            return who
-        return None if who.admin else (403, "/metrics needs the metrics token or an admin token")
-
-    async def deny(self, ws: WebSocket, denial: Denial) -> None:
-        status, message = denial
-        self.metrics.auth_failures.labels(status=str(status)).inc()
-        if status != 429:  # past the limit, refusals are counted, not logged one by one
-            log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
-        if "websocket.http.response" in ws.scope.get("extensions", {}):
-            await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
-        else:  # a server without the denial extension answers a close-before-accept with HTTP 403
-            await ws.close(code=1008, reason=message[:120])
+    async def serve_control(self, ws: WebSocket) -> None:
+        await self.start()
+        await self.control.serve(ws)
 
     async def serve_agent(self, ws: WebSocket) -> None:
         await self.start()
-        who = await self.authenticate(ws.headers.get("authorization"), _peer(ws))
+        who = await self.auth.authenticate(ws.headers.get("authorization"), peer(ws))
         if not isinstance(who, tuple) and len(self.sessions) >= self.settings.max_agents:
             who = 503, f"gateway is full ({self.settings.max_agents} agents); retry later or add a gateway"
         if isinstance(who, tuple):
-            await self.deny(ws, who)
+            await self.auth.deny(ws, who)
             return
         await ws.accept()
         session: AgentSession | None = None
@@ -447,10 +389,6 @@ def _holds(s: AgentSession, frame: JobFrame) -> bool:
     """May this session speak about the frame's job? Logs need a job started here; claims,
     rejections and reports a job pushed to or confirmed for this session."""
     return frame.job in s.held if isinstance(frame, p.LogChunk) else s.owns(frame.job)
-
-
-def _peer(ws: WebSocket) -> str:
-    return ws.client.host if ws.client else ""
 
 
 async def _cut_off(ws: WebSocket, session: AgentSession) -> None:

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from edgeexec.protocol import AgentRecord, JobRecord
 from edgeexec.store.keys import Keys
 
 AGENT_FIELDS = ("name", "state", "connected", "queues", "conc", "used", "metrics", "comments", "seen", "since",
                 "gw", "versions", "maintenance")
 
 
-def _agent(values: list[Any], jobs: list[dict[str, str]]) -> dict[str, Any] | None:
+def _agent(values: list[Any], jobs: list[JobRecord]) -> AgentRecord | None:
     h = dict(zip(AGENT_FIELDS, values, strict=True))
     if not h.get("name"):
         return None
@@ -33,13 +34,17 @@ def _agent(values: list[Any], jobs: list[dict[str, str]]) -> dict[str, Any] | No
     }
 
 
+def _job(job: str, ref: str | None, state: str | None, kind: str | None) -> JobRecord:
+    return {"job": job, "ref": ref or "", "state": state or "", "kind": kind or ""}
+
+
 def display_state(state: str, used: int) -> str:
     """The state every view shows. An agent reports its state with each heartbeat, but slots are
     taken by the scripts the moment a job is placed: one that holds slots is running, not idle."""
     return "running" if state == "idle" and used > 0 else state
 
 
-async def agents(client: aioredis.Redis, keys: Keys, names: list[str] | None = None) -> list[dict[str, Any]]:
+async def agents(client: aioredis.Redis, keys: Keys, names: list[str] | None = None) -> list[AgentRecord]:
     if names is None:
         members: Any = await client.smembers(keys.agents)
         names = sorted(members)
@@ -56,14 +61,14 @@ async def agents(client: aioredis.Redis, keys: Keys, names: list[str] | None = N
     flat = iter(await pipe.execute())
     out = []
     for i, ids in enumerate(job_ids):
-        jobs = [dict(zip(("job", "ref", "state", "kind"), [j, *next(flat)], strict=True)) for j in ids]
+        jobs = [_job(j, *next(flat)) for j in ids]
         rec = _agent(raw[2 * i], jobs)
         if rec is not None:
             out.append(rec)
     return out
 
 
-async def queues(client: aioredis.Redis, keys: Keys, fleet: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+async def queues(client: aioredis.Redis, keys: Keys, fleet: list[AgentRecord]) -> dict[str, dict[str, int]]:
     """Per queue: pending jobs, and slots used/total over the connected agents serving it."""
     known: Any = await client.smembers(keys.queues)
     names: list[str] = sorted(set(known) | {q for a in fleet for q in a["queues"]})

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from edgeexec.protocol import MAX_STORED_LOG, Hello, JobState
+from edgeexec.protocol import MAX_STORED_LOG, Command, Hello, JobState, encode
+from edgeexec.states import AgentState
 from edgeexec.store import scripts
 from edgeexec.store.clock import Clock, redis_time
 from edgeexec.store.keys import Keys
@@ -61,7 +62,19 @@ class Beat:
     cancels: list[tuple[str, str]]
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRoute:
+    """Where an operator command for an agent goes: its gateway ('' when offline) and the queues
+    its token allows (JSON, '' for any)."""
+
+    gateway: str
+    token_queues: str
+
+
 class GatewayStore:
+    """Every gateway read of job state and every gateway write to Redis (the status read models
+    are in status.py; tokens in edgeexec/tokens/store.py)."""
+
     def __init__(self, client: aioredis.Redis, keys: Keys, *, liveness_s: float, job_ttl_s: int,
                  clock: Clock = redis_time) -> None:
         self.client = client
@@ -128,6 +141,30 @@ class GatewayStore:
         if agent != name or state != JobState.ASSIGNED.value or not payload:
             return None
         return Assignment(job, int(slots), payload, int(enq or 0))
+
+    async def command_route(self, name: str) -> CommandRoute | None:
+        """None: no agent of that name was ever registered."""
+        key = self.keys.agent(name)
+        values: Any = await self.client.hmget(key, ["connected", "gw", "tokq"])
+        connected, gw, tokq = values
+        if connected is None and gw is None and not await self.client.exists(key):
+            return None
+        return CommandRoute(gw if connected == "1" and gw else "", tokq or "")
+
+    async def send_command(self, name: str, gateway: str, frame: Command, *, supersedes_intent: bool) -> None:
+        """Route a command to the gateway holding the agent's session. A maintenance command
+        supersedes the intent an operator recorded while the agent was away ('mop')."""
+        if supersedes_intent:
+            await self.client.hdel(self.keys.agent(name), "mop")
+        await self.client.publish(self.keys.gateway_channel(gateway), f"cmd\t{name}\t{encode(frame).decode()}")
+
+    async def record_maintenance_intent(self, name: str, on: bool, comments: str) -> None:
+        """Maintenance for an offline agent: recorded on its record, applied by register.lua when
+        it reconnects, whatever state the agent still reports."""
+        state = AgentState.OFFLINE_MAINTENANCE if on else AgentState.OFFLINE
+        await self.client.hset(self.keys.agent(name), mapping={
+            "maintenance": "1" if on else "0", "comments": comments, "state": state.value, "mop": "on" if on else "off"})
+        await self.client.publish(self.keys.status_channel, name)
 
     async def append_log(self, name: str, job: str, offset: int, raw: bytes) -> bool:
         """Keep a bounded, byte-exact copy of a job's log; ``offset`` is the byte offset in the agent's
