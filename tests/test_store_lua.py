@@ -7,7 +7,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
@@ -28,21 +27,25 @@ class Lua:
         self.s = {n: client.register_script(scripts.source(n)) for n in scripts.SCRIPT_NAMES}
 
     def __call__(self, name: str, *args: Any) -> Any:
+        """A script with raw ARGV, as a gateway of another version might send it."""
         return self.s[name](keys=[], args=[self.keys.prefix, self.now, *args])
+
+    def run(self, call: Any) -> Any:
+        """A script through its typed entry, as the gateway and the executor call it (raw reply)."""
+        return self(call.NAME, *call.argv())
 
     def register(self, name: str, conc: int, queues: tuple[str, ...] = ("default",), *, instance: str = "",
                  session: str = "", state: str = "idle", jobs: dict[str, str] | None = None,
                  gw: str = "gw1") -> Any:
-        return self("register", name, session or f"s-{name}", gw, instance or f"i-{name}",
-                    orjson.dumps(list(queues)), conc, state, "", LIVENESS,
-                    orjson.dumps(jobs) if jobs else "{}", "{}", TTL)
+        return self.run(scripts.Register(name, session or f"s-{name}", gw, instance or f"i-{name}", queues, conc,
+                                         state, "", LIVENESS, jobs or {}, {}, TTL, None))
 
     def submit(self, job: str, *, queue: str = "default", slots: int = 1, prio: int = 0,
                ref: str = "", owner: str = "sched") -> Any:
-        return self("submit", job, ref or f"ref-{job}", queue, slots, prio, owner, "task", f"payload-{job}")
+        return self.run(scripts.Submit(job, ref or f"ref-{job}", queue, slots, prio, owner, "task", f"payload-{job}"))
 
     def finish(self, agent: str, job: str, state: str = "success") -> Any:
-        return self("finish", agent, job, state, "", 0, TTL, 100)
+        return self.run(scripts.Finish(agent, job, state, "", 0, TTL, 100))
 
     def agent(self, name: str) -> dict[str, str]:
         return self.c.hgetall(self.keys.agent(name))

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -27,6 +27,7 @@ EVENT_BATCH = 1000
 REDIS_TIMEOUT_S = 10.0
 """A command that takes longer counts as failed (retried next loop) instead of hanging the scheduler."""
 OVERSIZED_CHECK_MS = 15_000
+R = TypeVar("R")
 
 
 def parse_event(fields: Mapping[str, str]) -> JobEvent:
@@ -86,12 +87,13 @@ class RedisDispatcher:
                          socket_connect_timeout=REDIS_TIMEOUT_S, socket_keepalive=True)
         return cls(client, Keys(prefix), **kwargs)
 
-    def _call(self, name: str, *args: Any, client: Any = None) -> Any:
-        argv = [self.keys.prefix, self.clock(), *args]
-        if client is not None:
-            return self._scripts[name](keys=[], args=argv, client=client)
-        with _redis_errors(name):
-            return self._scripts[name](keys=[], args=argv)
+    def _run(self, call: scripts.ScriptCall[R]) -> R:
+        with _redis_errors(call.NAME):
+            return call.parse(self._queue(call))
+
+    def _queue(self, call: scripts.ScriptCall[Any], client: Any = None) -> Any:
+        """The script's raw reply, or (with a pipeline as ``client``) the pipeline itself."""
+        return self._scripts[call.NAME](keys=[], args=[self.keys.prefix, self.clock(), *call.argv()], client=client)
 
     # ------------------------------------------------------------------ Dispatcher protocol
 
@@ -105,8 +107,8 @@ class RedisDispatcher:
             return
         pipe = self.client.pipeline(transaction=False)
         for j in jobs:
-            self._call("submit", j.job_id, j.ref, j.queue, j.slots, j.priority, self.owner, j.kind,
-                       j.workload_json, client=pipe)
+            self._queue(scripts.Submit(j.job_id, j.ref, j.queue, j.slots, j.priority, self.owner, j.kind,
+                                       j.workload_json), client=pipe)
         with _redis_errors("submit"):
             pipe.execute()
 
@@ -133,34 +135,32 @@ class RedisDispatcher:
         return out
 
     def cancel(self, ref: str, reason: str) -> None:
-        self._call("cancel", ref, reason, self.ttl_ms)
+        self._run(scripts.Cancel(ref, reason, self.ttl_ms))
 
     def adopt(self, refs: Mapping[str, str | None]) -> Mapping[str, str]:
         """Edge jobs are found by ref in Redis; the external id is not needed."""
         if not refs:
             return {}
-        flat = self._call("adopt", self.owner, *refs)
-        return {flat[i]: flat[i + 1] for i in range(0, len(flat), 3)}
+        return self._run(scripts.Adopt(self.owner, tuple(refs)))
 
     def sweep(self) -> Sequence[Orphan]:
-        lost, orphans = self._call("reap", self.liveness_ms, self.owner, self.ttl_ms)
-        for name in lost:
+        reaped = self._run(scripts.Reap(self.liveness_ms, self.owner, self.ttl_ms))
+        for name in reaped.lost:
             log.warning("agent %s sent no heartbeat for %.0f s: marked lost", name, self.liveness_ms / 1000)
         if time.monotonic() >= self._next_oversized:
             self._next_oversized = time.monotonic() + OVERSIZED_CHECK_MS / 1000
             self.report_oversized()
-        return [Orphan(*orphans[i:i + 4]) for i in range(0, len(orphans), 5)]
+        return reaped.orphans
 
     def report_oversized(self) -> list[tuple[str, str, str]]:
         """Log (once per job) pending jobs no connected agent of their queue has the slots for."""
-        flat = self._call("oversized")
-        found = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        found = self._run(scripts.Oversized())
         for job_id, ref, why in found:
             log.warning("job %s (%s) %s", job_id, ref, why)
         return found
 
     def fail(self, job_id: str, reason: str) -> None:
-        self._call("finish", "", job_id, JobState.FAILED.value, reason, "", self.ttl_ms, 0)
+        self._run(scripts.Finish("", job_id, JobState.FAILED.value, reason, None, self.ttl_ms, 0))
 
     def stop(self, *, terminate: bool) -> None:
         self.client.close()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import orjson
 import redis.asyncio as aioredis
 
 from edgeexec.protocol import MAX_STORED_LOG, Command, Hello, JobState, encode
@@ -15,51 +13,12 @@ from edgeexec.states import AgentState
 from edgeexec.store import scripts
 from edgeexec.store.clock import Clock, redis_time
 from edgeexec.store.keys import Keys
+from edgeexec.store.scripts import Assignment, Beat, Registration
 
 BATCH_WINDOW_S = 0.005
 BATCH_MAX = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """A job the gateway must push to an agent as a ``run`` frame."""
-
-    job: str
-    slots: int
-    workload: str = field(repr=False)
-    enqueued_ms: int = 0
-
-
-def assignments(flat: Sequence[Any]) -> list[Assignment]:
-    return [Assignment(str(flat[i]), int(flat[i + 1]), str(flat[i + 2]), int(flat[i + 3] or 0))
-            for i in range(0, len(flat), 4)]
-
-
-def pairs(flat: Sequence[Any]) -> list[tuple[str, str]]:
-    return [(str(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    conflict: bool
-    foreign: tuple[str, ...] = ()
-    claimed: tuple[Assignment, ...] = ()
-    maintenance: bool = False
-    comments: str = ""
-    returning: bool = False
-    held: tuple[str, ...] = ()
-    """The agent's running jobs Redis confirmed as its own."""
-    cancels: tuple[tuple[str, str], ...] = ()
-    """(job, reason) of held jobs revoked while the agent was away."""
-    maintenance_cleared: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Beat:
-    current: bool
-    claimed: list[Assignment]
-    waiting: list[Assignment]
-    cancels: list[tuple[str, str]]
+R = TypeVar("R")
+__all__ = ["Assignment", "Beat", "CommandRoute", "GatewayStore", "Registration"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,52 +45,45 @@ class GatewayStore:
         self._batch = _Coalescer(client, BATCH_WINDOW_S)  # heartbeats: a few ms of latency is free
         self._tick = _Coalescer(client, 0.0)  # job frames: whatever arrived in the same loop turn
 
-    async def _call(self, name: str, *args: Any) -> Any:
-        return await self._scripts[name](keys=[], args=[self.keys.prefix, self.clock(), *args])
+    def _argv(self, call: scripts.ScriptCall[Any]) -> list[Any]:
+        return [self.keys.prefix, self.clock(), *call.argv()]
 
-    async def _hot(self, name: str, *args: Any) -> Any:
+    async def _call(self, call: scripts.ScriptCall[R]) -> R:
+        return call.parse(await self._scripts[call.NAME](keys=[], args=self._argv(call)))
+
+    async def _hot(self, call: scripts.ScriptCall[R]) -> R:
         """A script on the per-job path: coalesced with the others of this loop turn into one pipeline."""
-        return await self._tick.call(self._scripts[name], [self.keys.prefix, self.clock(), *args])
+        return call.parse(await self._tick.call(self._scripts[call.NAME], self._argv(call)))
 
     async def register(self, hello: Hello, session: str, gateway: str,
                        token_queues: tuple[str, ...] | None = None) -> Registration:
         """``token_queues``: the queues the agent's token allows (None: any), kept for set-queues checks."""
         reported = {j.job: j.state.value for j in hello.jobs}
-        res = await self._call(
-            "register", hello.name, session, gateway, hello.instance, orjson.dumps(list(hello.queues)),
-            hello.concurrency, hello.state, hello.comments, self.liveness_ms,
-            orjson.dumps(reported) if reported else "{}", orjson.dumps(hello.versions), self.ttl_ms,
-            "" if token_queues is None else orjson.dumps(list(token_queues)),
-        )
-        if res[0] == "conflict":
-            return Registration(conflict=True)
-        return Registration(False, tuple(res[1]), tuple(assignments(res[2])), res[3] == "1", str(res[4]),
-                            res[5] == "1", tuple(res[6]), tuple(pairs(res[7])), res[8] == "1")
+        return await self._call(scripts.Register(
+            hello.name, session, gateway, hello.instance, tuple(hello.queues), hello.concurrency, hello.state,
+            hello.comments, self.liveness_ms, reported, dict(hello.versions), self.ttl_ms, token_queues))
 
     async def disconnect(self, name: str, session: str, *, clean: bool, grace_s: float) -> None:
-        await self._call("disconnect", name, session, "1" if clean else "0", self.liveness_ms, int(grace_s * 1000))
+        await self._call(scripts.Disconnect(name, session, clean, self.liveness_ms, int(grace_s * 1000)))
 
     async def heartbeat(self, name: str, session: str, state: str, comments: str | None,
                         metrics: dict[str, float] | None) -> Beat:
         """Heartbeats arriving within a few milliseconds share one pipelined round trip to Redis:
         10 000 agents beating every 10 s are 1 000 script calls a second, and per-call client
         overhead, not Redis, is what a gateway spends its CPU on."""
-        args = [self.keys.prefix, self.clock(), name, session, state, "\0" if comments is None else comments,
-                orjson.dumps(metrics).decode() if metrics is not None else ""]
-        res = await self._batch.call(self._scripts["heartbeat"], args)
-        return Beat(res[0] == "ok", assignments(res[1]), assignments(res[2]), pairs(res[3]))
+        call = scripts.Heartbeat(name, session, state, comments, metrics)
+        return call.parse(await self._batch.call(self._scripts[call.NAME], self._argv(call)))
 
     async def accept(self, name: str, job: str) -> str:
-        return str(await self._hot("accept", name, job, self.ttl_ms))
+        return await self._hot(scripts.Accept(name, job, self.ttl_ms))
 
     async def reject(self, name: str, job: str) -> str:
-        return str(await self._call("reject", name, job))
+        return await self._call(scripts.Reject(name, job))
 
     async def finish(self, name: str, job: str, state: JobState, reason: str, exit_code: int | None,
                      max_jobs: int) -> tuple[str, list[Assignment]]:
-        res = await self._hot("finish", name, job, state.value, reason,
-                               "" if exit_code is None else exit_code, self.ttl_ms, max_jobs)
-        return str(res[0]), assignments(res[1])
+        done = await self._hot(scripts.Finish(name, job, state.value, reason, exit_code, self.ttl_ms, max_jobs))
+        return done.status, done.claimed
 
     async def assigned_workload(self, name: str, job: str) -> Assignment | None:
         """The workload of a job assigned to ``name`` and not yet started, or None."""

@@ -1,15 +1,18 @@
 -- adopt: a restarted scheduler takes over workloads queued by its predecessor.
--- ARGV: prefix, now, owner, ref...
+-- ARGV: prefix, now, then the fields of Adopt in edgeexec/store/scripts.py (their meaning is
+--       documented there), bound to locals of the same names below.
 -- Keys: ref:{ref} job:{id} events:{owner}
 -- Returns {ref, id, state, ...} for every ref that still has a job; a job that finished while
 -- nobody owned it re-emits its final state to the new owner so the result is not lost.
+local owner = ARGV[3]
+local refs = { unpack(ARGV, 4) }
 local out = {}
-for i = 4, #ARGV do
-  local ref = ARGV[i]
+for i = 1, #refs do
+  local ref = refs[i]
   local id = redis.call('GET', k('ref', ref))
   local st = id and redis.call('HGET', k('job', id), 'state')
   if st then
-    redis.call('HSET', k('job', id), 'owner', ARGV[3])
+    redis.call('HSET', k('job', id), 'owner', owner)
     if TERMINAL[st] or st == 'running' then
       local f = redis.call('HMGET', k('job', id), 'reason', 'exit')
       emit(id, st, f[1], f[2])

@@ -1,5 +1,5 @@
 -- oversized: find pending jobs that need more slots than any connected agent of their queue has.
--- ARGV: prefix, now
+-- ARGV: prefix, now (Oversized in edgeexec/store/scripts.py takes nothing else).
 -- Keys: queues psizes:{q} pending:{q}:{s} agents agent:{a} job:{id}
 -- Such a job keeps waiting (an agent with more slots may still connect) until the scheduler's
 -- [scheduler] task_queued_timeout revokes it. It is reported once: the job gets a 'blocked'

@@ -4,12 +4,13 @@
 -- hb scores are each agent's deadline (last heartbeat + its own liveness window, on Redis' clock).
 -- It also keeps the calling scheduler's stream alive and deletes the event streams of schedulers
 -- that have not swept for owner_ttl_ms (gone: their jobs are adopted by ref, not by stream).
--- ARGV: prefix, now, liveness_ms (only for records without their own window), owner, owner_ttl_ms
+-- ARGV: prefix, now, then the fields of Reap in edgeexec/store/scripts.py (their meaning is
+--       documented there), bound to locals of the same names below.
 -- Keys: hb agent:{a} ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q} owner:{o} owners events:{o}
 -- Returns {{lost agent names}, {agent, id, ref, kind, started, ...} for running orphans}.
-local owner = ARGV[4]
+local liveness_ms, owner, owner_ttl_ms = ARGV[3], ARGV[4], ARGV[5]
 if owner and owner ~= '' then
-  redis.call('SET', k('owner', owner), NOW, 'PX', math.max(num(ARGV[5]), 1))
+  redis.call('SET', k('owner', owner), NOW, 'PX', math.max(num(owner_ttl_ms), 1))
   redis.call('SADD', k('owners'), owner)
   for _, o in ipairs(redis.call('SRANDMEMBER', k('owners'), 16)) do
     if redis.call('EXISTS', k('owner', o)) == 0 then
@@ -50,6 +51,6 @@ for i = 1, #due, 2 do
   -- window (rolling upgrades, in either order)
   local score = tonumber(due[i + 1])
   local old_layout = score <= num(redis.call('HGET', k('agent', due[i]), 'seen'))
-  if not old_layout or score + num(ARGV[3]) <= NOW then reap_one(due[i]) end
+  if not old_layout or score + num(liveness_ms) <= NOW then reap_one(due[i]) end
 end
 return { lost, orphans }

@@ -1,7 +1,7 @@
 -- register: an agent's hello. Refuses a second live agent with the same name, otherwise takes
 -- the name over (a restarted or reconnected agent is accepted at once) and reconciles jobs.
--- ARGV: prefix, now, agent, session, gateway, instance, queues_json, concurrency, state, comments,
---       liveness_ms, reported_json ({id: state}), versions_json, ttl_ms, token_queues_json ('' = any)
+-- ARGV: prefix, now, then the fields of Register in edgeexec/store/scripts.py (their meaning is
+--       documented there), bound to locals of the same names below.
 -- The agent's liveness window (its gateway's setting) is kept in its record ('live'): the reaper
 -- uses each agent's own window, and hb scores are deadlines on Redis' clock, never host clocks.
 -- Keys: agent:{a} agents hb ajobs:{a} job:{id} free:{q} pending:{q}:{s} psizes:{q} events:{owner}
@@ -16,15 +16,16 @@
 -- foreign: jobs the agent runs that are not (or no longer) its own, e.g. failed by the executor
 -- meanwhile: the gateway cancels them. held: the agent's running jobs, which its session may
 -- report and stream logs for. cancels: held jobs revoked while the agent was away.
-local name, session, instance = ARGV[3], ARGV[4], ARGV[6]
-local live = num(ARGV[11])
-local a = k('agent', name)
+local agent, session, gateway, instance, queues, concurrency, state, comments, liveness_ms, reported, versions,
+  ttl_ms, token_queues = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11],
+  ARGV[12], ARGV[13], ARGV[14], ARGV[15]
+local live = num(liveness_ms)
+local a = k('agent', agent)
 local cur = redis.call('HMGET', a, 'connected', 'instance', 'seen', 'session', 'queues', 'maintenance', 'comments',
   'mop')
 if cur[1] == '1' and cur[2] ~= instance and NOW - num(cur[3]) < live then
   return { 'conflict', str(cur[4]) }
 end
-local state, comments = ARGV[9], ARGV[10]
 local cleared = cur[8] == 'off'
 if cleared then
   cur[6] = '0'
@@ -36,31 +37,31 @@ if maintenance and not in_maintenance(state) then
   if comments == '' then comments = str(cur[7]) end
 end
 -- leave the free sets of queues this agent no longer serves
-for _, q in ipairs(cjson.decode(cur[5] or '[]')) do redis.call('ZREM', k('free', q), name) end
-redis.call('HSET', a, 'name', name, 'session', session, 'gw', ARGV[5], 'instance', instance,
-  'queues', ARGV[7], 'conc', ARGV[8], 'state', state, 'comments', comments, 'connected', '1',
+for _, q in ipairs(cjson.decode(cur[5] or '[]')) do redis.call('ZREM', k('free', q), agent) end
+redis.call('HSET', a, 'name', agent, 'session', session, 'gw', gateway, 'instance', instance,
+  'queues', queues, 'conc', concurrency, 'state', state, 'comments', comments, 'connected', '1',
   'maintenance', maintenance and '1' or '0',
-  'accepting', ACCEPTING[state] and '1' or '0', 'seen', NOW, 'versions', ARGV[13], 'since', NOW,
-  'live', live, 'tokq', str(ARGV[15]))
+  'accepting', ACCEPTING[state] and '1' or '0', 'seen', NOW, 'versions', versions, 'since', NOW,
+  'live', live, 'tokq', str(token_queues))
 redis.call('HDEL', a, 'mop')
-redis.call('SADD', k('agents'), name)
-redis.call('ZADD', k('hb'), NOW + live, name)
-local reported = cjson.decode(ARGV[12])
+redis.call('SADD', k('agents'), agent)
+redis.call('ZADD', k('hb'), NOW + live, agent)
+reported = cjson.decode(reported)
 local requeue, used, held, cancels = {}, 0, {}, {}
-for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', name))) do
+for _, id in ipairs(redis.call('SMEMBERS', k('ajobs', agent))) do
   local st = redis.call('HGET', k('job', id), 'state')
   local r = reported[id]
   if not st or TERMINAL[st] then
-    redis.call('SREM', k('ajobs', name), id)
+    redis.call('SREM', k('ajobs', agent), id)
   elseif r == 'assigned' or (r == nil and st == 'assigned') then
     -- never started here (not listed, or claimed while its start frame was lost): back to pending,
     -- unless it was revoked meanwhile
-    redis.call('SREM', k('ajobs', name), id)
+    redis.call('SREM', k('ajobs', agent), id)
     local why = redis.call('HGET', k('job', id), 'cancel')
-    if why then finish(id, 'cancelled', why, '', num(ARGV[14])) else table.insert(requeue, id) end
+    if why then finish(id, 'cancelled', why, '', num(ttl_ms)) else table.insert(requeue, id) end
   elseif r == nil then
-    redis.call('SREM', k('ajobs', name), id)
-    finish(id, 'failed', 'agent ' .. name .. ' restarted and no longer runs this job', '', num(ARGV[14]))
+    redis.call('SREM', k('ajobs', agent), id)
+    finish(id, 'failed', 'agent ' .. agent .. ' restarted and no longer runs this job', '', num(ttl_ms))
   else
     if r == 'running' and st == 'assigned' then
       redis.call('HSET', k('job', id), 'state', 'running', 'started', NOW, 'upd', NOW)
@@ -80,16 +81,16 @@ local foreign = {}
 for id, r in pairs(reported) do
   if r == 'running' then
     local f = redis.call('HMGET', k('job', id), 'agent', 'state')
-    if f[1] ~= name or not f[2] or TERMINAL[f[2]] then table.insert(foreign, id) end
+    if f[1] ~= agent or not f[2] or TERMINAL[f[2]] then table.insert(foreign, id) end
   end
 end
 for _, id in ipairs(requeue) do enqueue(id) end
-refresh_free(name)
+refresh_free(agent)
 -- this agent gets first pick (its session is not listening for notices yet); others get the rest
-local claimed = claim(name, num(ARGV[8]))
+local claimed = claim(agent, num(concurrency))
 for _, id in ipairs(requeue) do
   if redis.call('HGET', k('job', id), 'state') == 'pending' then place(id) end
 end
-status_changed(name)
+status_changed(agent)
 return { 'ok', foreign, claimed, maintenance and '1' or '0', comments, cur[4] and '1' or '0', held, cancels,
   cleared and '1' or '0' }

@@ -1,10 +1,12 @@
 -- submit: add a job and place it at once if an agent on its queue has room.
--- ARGV: prefix, now, id, ref, queue, slots, priority, owner, kind, payload
+-- ARGV: prefix, now, then the fields of Submit in edgeexec/store/scripts.py (their meaning is
+--       documented there), bound to locals of the same names below.
 -- Keys: job:{id} ref:{ref} pending:{queue}:{slots} psizes:{queue} queues seq, and on placement
 --       agent:{a} ajobs:{a} free:{q}; publishes 'run' on gw:{gateway of a}.
 -- A newer submission for the same ref replaces a still-pending older one (scheduler re-queue);
 -- an older one already on an agent is left to finish and its events are ignored by the executor.
-local id, ref, queue = ARGV[3], ARGV[4], ARGV[5]
+local id, ref, queue, slots, priority, owner, kind, payload = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],
+  ARGV[8], ARGV[9], ARGV[10]
 local old = redis.call('GET', k('ref', ref))
 if old and old ~= id and redis.call('HGET', k('job', old), 'state') == 'pending' then
   unpend(old)
@@ -14,8 +16,8 @@ if old and old ~= id and redis.call('HGET', k('job', old), 'state') == 'pending'
 end
 if redis.call('EXISTS', k('job', id)) == 1 then return { 'exists', '' } end
 local seq = redis.call('INCR', k('seq'))
-redis.call('HSET', k('job', id), 'id', id, 'ref', ref, 'queue', queue, 'slots', ARGV[6],
-  'prio', ARGV[7], 'owner', ARGV[8], 'kind', ARGV[9], 'payload', ARGV[10], 'seq', seq, 'enq', NOW)
+redis.call('HSET', k('job', id), 'id', id, 'ref', ref, 'queue', queue, 'slots', slots,
+  'prio', priority, 'owner', owner, 'kind', kind, 'payload', payload, 'seq', seq, 'enq', NOW)
 redis.call('SET', k('ref', ref), id)
 redis.call('SADD', k('queues'), queue)
 enqueue(id)
