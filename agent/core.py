@@ -2,16 +2,10 @@
 
 Theory of operation
 -------------------
-Jobs belong to the agent process, not to a WebSocket session. A terminal state is kept in
-``finished`` until the gateway acks it, and ``Hello`` lists both running and finished-unacked
-jobs, so a reconnect (network cut, gateway restart) loses no result and runs nothing twice: the
-gateway reconciles against Redis and the agent resends what is not yet acked.
-
-A ``run`` is only an offer: the agent claims it (``accepted``, holding its slots) and starts the
-process when ``start`` says Redis recorded the claim. A job the reaper re-placed while its ``run``
-was in flight is therefore refused to the late agent, never started twice. Claims are per
-session: those still unstarted when a session ends are listed as ``assigned`` in the next hello,
-which returns them to pending.
+Jobs belong to the agent process, not to a WebSocket session. Their bookkeeping (claims, starts,
+cancels, unacked results, what a hello lists) is the pure ``JobBook`` in agent/jobs.py, where the
+rules that make a reconnect lose no result and run nothing twice are written and tested; this
+module does the I/O it asks for: the session, the frames, forking and signalling processes.
 
 Signals follow the Edge provider: SIGINT drains (no new jobs; running ones finish), SIGTERM drains
 and terminates running jobs (SIGTERM, then SIGKILL after ``kill_grace``). A second signal of
@@ -37,6 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from agent import metrics
 from agent.errors import FatalConnectError, RunnerError
+from agent.jobs import JobBook, Phase, StartKind
 from agent.journal import Journal
 from agent.local_control import LocalControlServer
 from agent.logtail import LogTailer, default_log_folder
@@ -64,15 +59,8 @@ class Agent:
         self.s = settings
         self.queues, self.concurrency = settings.queues, settings.concurrency
         self.instance = uuid.uuid4().hex
-        self.finished: dict[str, p.StateReport] = {}
-        self.claimed: dict[str, p.Run] = {}
-        self.starting: dict[str, int] = {}
-        self.unstarted: set[str] = set()
-        """Claims of a session that ended before their ``start``: listed as assigned in the next hello
-        (so Redis returns them to pending) until a welcome confirms that hello was registered."""
-        self.withdrawn: set[str] = set()
-        """Claims withdrawn by a cancel before ``start`` came: a late start is reported failed."""
-        self.cancel_reasons: dict[str, str] = {}
+        self.book = JobBook()
+        """Every job's phase (agent/jobs.py); this class does the I/O it asks for."""
         self._before_change: tuple[tuple[str, ...], int] | None = None
         self.draining = False
         self.maintenance = False
@@ -98,16 +86,15 @@ class Agent:
     @property
     def running(self) -> dict[str, int]:
         """Jobs told to start: those whose process is being forked count as running already."""
-        procs = {job: e.slots for job, e in self.runner.procs.items()} if self.runner else {}
-        return {**self.starting, **procs}
+        return self.book.running
 
     @property
     def used(self) -> int:
-        return sum(self.running.values()) + sum(r.slots for r in self.claimed.values())
+        return self.book.used
 
     @property
     def state(self) -> str:
-        return derive_agent_state(has_jobs=bool(self.running or self.claimed), draining=self.draining,
+        return derive_agent_state(has_jobs=self.book.has_jobs, draining=self.draining,
                              maintenance=self.maintenance)
 
     def record(self) -> p.AgentRecord:
@@ -128,9 +115,9 @@ class Agent:
     def _done(self) -> bool:
         if self._stopped.is_set():
             return True
-        if not self.draining or self.running or self.claimed:
+        if not self.draining or self.book.has_jobs:
             return False
-        if not self.finished:
+        if not self.book.unacked:
             return True
         loop = asyncio.get_running_loop()
         self._drained_at = self._drained_at or loop.time()
@@ -177,8 +164,8 @@ class Agent:
             log.info("reconnecting in %.1f s", delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), delay)
-        if self.finished:
-            log.warning("exiting with %d job result(s) not acknowledged by a gateway", len(self.finished))
+        if self.book.unacked:
+            log.warning("exiting with %d job result(s) not acknowledged by a gateway", len(self.book.unacked))
         log.info("agent %s stopped", self.s.name)
         return 0
 
@@ -211,8 +198,7 @@ class Agent:
             raise p.ProtocolError(f"expected welcome, got {welcome.TYPE}")
         # registered: Redis has returned the unstarted claims to pending (not before: a hello
         # lost in a failover must list them again, or they would turn into failed tries)
-        self.unstarted.clear()
-        self.withdrawn.clear()  # a start for a claim of an earlier session can no longer come
+        resend = self.book.welcomed()
         self._before_change = None
         for warning in welcome.warnings:
             log.warning("gateway: %s", warning)
@@ -220,7 +206,7 @@ class Agent:
         self.logs.max_piece = p.log_piece_limit(welcome.max_frame)
         await self._adopt_maintenance(welcome)
         log.info("connected to %s (session %s)", self.s.url, welcome.session[:8])
-        for report in list(self.finished.values()):
+        for report in resend:
             await self._send(report)
         beat = asyncio.create_task(self._heartbeats(ws))
         tail = asyncio.create_task(self._stream_logs())
@@ -234,8 +220,7 @@ class Agent:
             beat.cancel()
             tail.cancel()
             self.ws = None
-            self.unstarted.update(self.claimed)
-            self.claimed.clear()
+            self.book.session_ended()
         code = ws.close_code
         if close_code_is_fatal(code):
             raise FatalConnectError(f"gateway closed the session: {code} {ws.close_reason}")
@@ -267,11 +252,8 @@ class Agent:
         await self._send(p.AgentStatus(state=self.state, comments=self.comments))
 
     def _hello(self) -> p.Hello:
-        jobs = [p.JobStatus(job, p.JobState.RUNNING) for job in self.running]
-        jobs += [p.JobStatus(r.job, r.state, r.exit_code) for r in self.finished.values()]
-        jobs += [p.JobStatus(job, p.JobState.ASSIGNED) for job in self.unstarted]
         return p.Hello(name=self.s.name, instance=self.instance, queues=self.queues,
-                       concurrency=self.concurrency, versions=_versions(), jobs=tuple(jobs),
+                       concurrency=self.concurrency, versions=_versions(), jobs=self.book.hello_jobs(),
                        state=self.state, comments=self.comments)
 
     async def _send(self, frame: p.Frame) -> None:
@@ -321,7 +303,7 @@ class Agent:
         elif isinstance(frame, p.Start):
             self._spawn(self._start(frame.job))  # a fork must not hold up the frames behind it
         elif isinstance(frame, p.Ack):
-            self.finished.pop(frame.job, None)
+            self.book.acked(frame.job)
             await self._check_drained()
         elif isinstance(frame, p.Cancel):
             self._cancel(frame.job, frame.reason)
@@ -331,54 +313,38 @@ class Agent:
             log.warning("gateway error %d: %s", frame.code, frame.message)
 
     async def _claim(self, frame: p.Run) -> None:
-        if frame.job in self.running or frame.job in self.claimed:
-            await self._send(p.Accepted(job=frame.job))  # a resent run: claim again, start once
-            return
-        if self.state not in p.ACCEPTING_STATES or self.used + frame.slots > self.concurrency:
-            await self._send(p.Rejected(job=frame.job, reason=f"agent is {self.state}, {self.used} slots used"))
-            return
-        self.claimed[frame.job] = frame
-        await self._send(p.Accepted(job=frame.job))
+        await self._send(self.book.offer(frame, state=self.state, concurrency=self.concurrency))
 
     async def _start(self, job: str) -> None:
-        frame = self.claimed.pop(job, None)
-        if frame is None:
-            if job in self.withdrawn:
-                # the claim was withdrawn (cancel) before Redis answered: the job must not hang as running
-                self.withdrawn.discard(job)
-                self.finished[job] = p.StateReport(job, p.JobState.FAILED, None,
-                                                   "cancelled on the agent before its process started")
-                await self._send(self.finished[job])
-            elif job in self.unstarted:
-                # the session ended after this start arrived: the claim is listed as assigned in the
-                # next hello and goes back to pending; it never ran, so nothing is reported
-                log.info("job %s: start arrived as its session ended; it returns to pending", job)
+        outcome = self.book.start(job)
+        if outcome.kind is StartKind.REPORT and outcome.report is not None:
+            await self._send(outcome.report)  # withdrawn before Redis answered: must not hang as running
+        elif outcome.kind is StartKind.LATE:
+            log.info("job %s: start arrived as its session ended; it returns to pending", job)
+        if outcome.kind is not StartKind.FORK or outcome.job is None:
             return
         assert self.runner is not None
-        self.starting[job] = frame.slots
+        workload, slots = outcome.job.workload, outcome.job.slots
         try:
-            pid = await self.runner.start(job, frame.workload, frame.slots)
+            pid = await self.runner.start(job, workload, slots)
         except RunnerError as exc:
             log.error("%s", exc)
-            self.finished[job] = p.StateReport(job, p.JobState.FAILED, None, str(exc))
-            await self._send(self.finished[job])
+            await self._send(self.book.fork_failed(job, str(exc)))
             return
-        finally:
-            del self.starting[job]
-        self.journal.started(job, pid, frame.workload)
-        self.logs.watch(job, frame.workload)
-        log.info("job %s started (pid %d, %d slot(s))", job, pid, frame.slots)
-        if job in self.cancel_reasons:  # cancelled while its process was being forked
+        cancelled_meanwhile = self.book.forked(job)
+        self.journal.started(job, pid, workload)
+        self.logs.watch(job, workload)
+        log.info("job %s started (pid %d, %d slot(s))", job, pid, slots)
+        if cancelled_meanwhile:
             self.runner.terminate(job, self.s.kill_grace)
 
     def _cancel(self, job: str, reason: str) -> None:
-        if self.claimed.pop(job, None) is not None:
-            self.withdrawn.add(job)
+        found = self.book.cancel(job, reason)
+        if found is Phase.CLAIMED:
             log.info("job %s withdrawn before it started: %s", job, reason)
-        elif job in self.running and self.runner:
+        elif found is not None and self.runner:
             log.info("cancelling job %s: %s", job, reason)
-            self.cancel_reasons[job] = reason or "cancelled"
-            self.runner.terminate(job, self.s.kill_grace)
+            self.runner.terminate(job, self.s.kill_grace)  # one still being forked: when forked
 
     async def _command(self, frame: p.Command) -> None:
         log.info("operator command: %s%s", frame.action, f" ({frame.comments})" if frame.comments else "")
@@ -394,17 +360,9 @@ class Agent:
     # ------------------------------------------------------------------ jobs and drain
 
     def _job_exited(self, job: str, code: int) -> None:
-        reason = self.cancel_reasons.pop(job, "")
         self.journal.exited(job, code)
-        if code == 0:
-            state = p.JobState.SUCCESS
-        else:
-            state = p.JobState.FAILED
-            cause = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            reason = f"{reason}; {cause}" if reason else cause
-        log.info("job %s finished: %s%s", job, state.value, f" ({reason})" if reason else "")
-        report = p.StateReport(job=job, state=state, exit_code=code, reason=reason)
-        self.finished[job] = report
+        report = self.book.exited(job, code)
+        log.info("job %s finished: %s%s", job, report.state.value, f" ({report.reason})" if report.reason else "")
         self._spawn(self._after_exit(report))
 
     async def _after_exit(self, report: p.StateReport) -> None:
@@ -421,7 +379,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         self._spawn(self._send(p.AgentStatus(state=self.state, comments=self.comments)))
         if terminate:
-            for job in [*self.running, *self.claimed]:
+            for job in [*self.running, *self.book.claimed]:
                 self._cancel(job, "agent shutting down")
         elif self.s.drain_timeout > 0:
             loop.call_later(self.s.drain_timeout, self._drain_timed_out)

@@ -122,21 +122,3 @@ async def test_a_start_that_arrives_as_the_session_closes_is_never_a_failed_try(
     assert after[job].state in (p.JobState.ASSIGNED, p.JobState.RUNNING, p.JobState.FAILED)
     if after[job].state is p.JobState.FAILED:
         assert after[job].exit_code is not None, "reported failed without ever running"
-
-
-async def test_start_handled_after_its_session_ended_reports_nothing(tmp_path: Path) -> None:
-    """The bookkeeping behind the test above, made deterministic: the session ended (its claims
-    moved to the unstarted list) before the spawned start ran. Nothing is reported for the job
-    (it returns to pending at the next hello); a claim withdrawn by a cancel still reports failed,
-    because Redis recorded that job running."""
-    from agent.core import Agent
-    from agent.settings import AgentSettings
-
-    agent = Agent(AgentSettings(token="t", name="bookkeeping", log_folder=str(tmp_path)))
-    agent.unstarted.add("ended")  # what the end of a session does with a claim
-    await agent._start("ended")
-    assert "ended" not in agent.finished and "ended" in agent.unstarted
-    agent.claimed["withdrawn"] = p.Run(job="withdrawn", workload="{}")
-    agent._cancel("withdrawn", "revoked")
-    await agent._start("withdrawn")
-    assert agent.finished["withdrawn"].state is p.JobState.FAILED

@@ -83,8 +83,9 @@ def test_settings_from_environment_and_errors_name_the_variable() -> None:
 
 
 PURE_MODULES = ["edgeexec/protocol.py", "edgeexec/dispatch.py", "edgeexec/store/keys.py", "edgeexec/states.py",
-                "agent/reconnect.py"]
-IO_IMPORTS = {"asyncio", "socket", "redis", "starlette", "websockets", "boto3", "airflow", "uvicorn", "psutil"}
+                "agent/reconnect.py", "agent/jobs.py", "edgeexec/store/scripts.py"]
+IO_IMPORTS = {"asyncio", "socket", "redis", "starlette", "websockets", "boto3", "airflow", "uvicorn", "psutil",
+              "subprocess", "os"}
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
