@@ -119,6 +119,8 @@ class JobBook:
         known = self.jobs.get(run.job)
         if known is not None and known.phase in (Phase.CLAIMED, *ACTIVE):
             return p.Accepted(job=run.job)
+        if known is not None and known.phase is Phase.FINISHED:  # its unacked result must not be lost
+            return p.Rejected(job=run.job, reason="this job already finished here; its result awaits an ack")
         if state not in p.ACCEPTING_STATES or self.used + run.slots > concurrency:
             return p.Rejected(job=run.job, reason=f"agent is {state}, {self.used} slots used")
         self.jobs[run.job] = Job(run.job, Phase.CLAIMED, run.slots, run.workload)
@@ -181,7 +183,7 @@ class JobBook:
             return Phase.CLAIMED
         if job.phase in ACTIVE:
             found = job.phase
-            job.cancel_reason = job.cancel_reason or reason or "cancelled"
+            job.cancel_reason = reason or "cancelled"  # the latest says why it ends (e.g. shutdown after a drain timeout)
             return found
         return None
 

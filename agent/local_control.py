@@ -121,7 +121,8 @@ class LocalControlServer:
             self.agent.operator(str(action), str(req.get("comments", "")))
             await _write(writer, p.command_result(True, f"{action} applied to the local agent"))
         else:
-            await _write(writer, p.command_result(False, f"unknown action {action!r}; use status or one of {sorted(ACTIONS)}"))
+            known = ", ".join(sorted(a.value for a in ACTIONS))
+            await _write(writer, p.command_result(False, f"unknown action {action!r}; use status or one of {known}"))
 
     async def _status(self, writer: asyncio.StreamWriter, watch: bool) -> None:
         last = self.agent.record()

@@ -40,9 +40,11 @@ from typing import Any, ClassVar, NotRequired, TypedDict
 import orjson
 
 from edgeexec.errors import PeerError
-from edgeexec.states import ACCEPTING_STATES, AgentState, JobState
 
-__all__ = ["ACCEPTING_STATES", "JobState"]  # re-exported: the states are part of the wire vocabulary
+# re-exported: the states are part of the wire vocabulary
+from edgeexec.states import ACCEPTING_STATES as ACCEPTING_STATES
+from edgeexec.states import AgentState
+from edgeexec.states import JobState as JobState
 
 PROTOCOL_VERSIONS: tuple[int, ...] = (2, 3)
 """Version 2 added ``start``: an agent starts a process only after Redis confirmed the job is its

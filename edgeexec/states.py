@@ -2,9 +2,11 @@
 machines, as tables (pure).
 
 Job states live in Redis and change only inside the Lua scripts (edgeexec/store/lua/), each change
-atomic. ``JOB_TRANSITIONS`` names, for every allowed (from, to), the scripts that perform it;
-tests/test_states.py reads the scripts and fails if one writes a state, or performs a transition,
-that is not in these tables (a new state or a new transition starts here).
+atomic. ``JOB_TRANSITIONS`` names, for every allowed (from, to), the scripts that perform it. Two
+tests hold the scripts to it (a new state or a new transition starts here): tests/test_states.py
+reads the scripts and fails on a state the tables do not define or on a state a script can move
+jobs into that its entries do not name; tests/test_store_lua.py checks every job state change
+every script call makes in those tests against the table, from and to.
 
 Agent states use the Edge provider's vocabulary operators already know. A connected agent derives
 its own state from (has jobs, draining, maintenance) with ``AGENT_STATE_TABLE`` and reports it with
@@ -50,14 +52,20 @@ JOB_TRANSITIONS: dict[tuple[JobState | None, JobState], frozenset[str]] = {
     (JobState.ASSIGNED, JobState.PENDING): frozenset({"reject", "register", "reap"}),
     # the agent's claim (accept), or a reconnecting agent that reports it running
     (JobState.ASSIGNED, JobState.RUNNING): frozenset({"accept", "register"}),
-    (JobState.PENDING, JobState.CANCELLED): frozenset({"cancel", "submit"}),
-    (JobState.ASSIGNED, JobState.CANCELLED): frozenset({"cancel", "accept", "register"}),
     (JobState.RUNNING, JobState.SUCCESS): frozenset({"finish"}),
     (JobState.RUNNING, JobState.FAILED): frozenset({"finish", "register"}),
-    (JobState.RUNNING, JobState.CANCELLED): frozenset({"finish"}),
-    # the executor fails a job whose worker is gone, in whatever state it was left
+    (JobState.RUNNING, JobState.CANCELLED): frozenset({"finish", "register"}),
+    # a reconnecting agent lists as unstarted a job Redis recorded running (its start was lost):
+    # it never ran there, so it goes back to pending (or is cancelled, if revoked meanwhile)
+    (JobState.RUNNING, JobState.PENDING): frozenset({"register"}),
+    # finish.lua ends a job in whatever state it was left: the executor fails one whose worker is
+    # gone; an agent reports only jobs it started, but the script accepts its own assigned ones
     (JobState.PENDING, JobState.FAILED): frozenset({"finish"}),
     (JobState.ASSIGNED, JobState.FAILED): frozenset({"finish"}),
+    (JobState.ASSIGNED, JobState.SUCCESS): frozenset({"finish"}),
+    (JobState.PENDING, JobState.SUCCESS): frozenset({"finish"}),
+    (JobState.PENDING, JobState.CANCELLED): frozenset({"cancel", "submit", "finish"}),
+    (JobState.ASSIGNED, JobState.CANCELLED): frozenset({"cancel", "accept", "register", "finish"}),
 }
 
 

@@ -12,6 +12,7 @@ import redis
 
 from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 from edgeexec.dispatch import JobSpec
+from edgeexec.states import JOB_TRANSITIONS, NEW, JobState
 from edgeexec.store import scripts
 from edgeexec.store.keys import Keys
 
@@ -19,16 +20,57 @@ TTL = 3_600_000
 LIVENESS = 30_000
 
 
-class Lua:
-    """Calls the scripts the way the gateway and executor do, with a test-controlled clock."""
+def _reachable(name: str, start: JobState | None) -> set[JobState]:
+    """States one call of ``name`` may leave a job in: it may take several of its own transitions
+    (submit: new -> pending -> assigned)."""
+    seen: set[JobState] = set()
+    frontier = [start]
+    while frontier:
+        here = frontier.pop()
+        for (old, new), by in JOB_TRANSITIONS.items():
+            if old == here and name in by and new not in seen:
+                seen.add(new)
+                frontier.append(new)
+    return seen
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self.c, self.keys, self.now = client, keys, 1_000_000
+
+class Lua:
+    """Calls the scripts the way the gateway and executor do, with a test-controlled clock.
+
+    With ``check`` (the default), every call is also checked against edgeexec/states.py: each job
+    whose state the call changed must have moved along a transition the table names this script
+    for (the static check in tests/test_states.py sees where a script moves jobs to; this one
+    sees where from). Off only where other clients change the same prefix concurrently."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, check: bool = True) -> None:
+        self.c, self.keys, self.now, self.check = client, keys, 1_000_000, check
         self.s = {n: client.register_script(scripts.source(n)) for n in scripts.SCRIPT_NAMES}
 
     def __call__(self, name: str, *args: Any) -> Any:
         """A script with raw ARGV, as a gateway of another version might send it."""
-        return self.s[name](keys=[], args=[self.keys.prefix, self.now, *args])
+        before = self._job_states() if self.check else {}
+        result = self.s[name](keys=[], args=[self.keys.prefix, self.now, *args])
+        if self.check:
+            self._check_transitions(name, before, self._job_states())
+        return result
+
+    def _job_states(self) -> dict[str, str | None]:
+        jobs = sorted(k for k in self.c.scan_iter(match=f"{self.keys.prefix}:job:*", count=1000))
+        pipe = self.c.pipeline(transaction=False)
+        for key in jobs:
+            pipe.hget(key, "state")
+        return dict(zip(jobs, pipe.execute(), strict=True))
+
+    @staticmethod
+    def _check_transitions(name: str, before: dict[str, str | None], after: dict[str, str | None]) -> None:
+        for key, new in after.items():
+            old = before.get(key)
+            if new is None or old == new:
+                continue
+            start, end = JobState(old) if old else NEW, JobState(new)
+            assert end in _reachable(name, start), (
+                f"{name}.lua moved {key} {start} -> {end}, which JOB_TRANSITIONS does not name it for")
+
 
     def run(self, call: Any) -> Any:
         """A script through its typed entry, as the gateway and the executor call it (raw reply)."""
@@ -338,7 +380,7 @@ def test_fifty_concurrent_claimers_never_double_assign_or_oversubscribe(
         redis_server: Any, keys: Keys) -> None:
     """60 agents claiming and finishing at once: every job runs exactly once, no agent over its slots."""
     n_agents, n_jobs = 60, 600
-    setup = Lua(redis.Redis.from_url(redis_server.url, decode_responses=True), keys)
+    setup = Lua(redis.Redis.from_url(redis_server.url, decode_responses=True), keys, check=False)
     for i in range(n_jobs):
         setup.submit(f"j{i}", slots=1 + i % 3, queue="default")
     conc = {f"a{i}": 1 + i % 4 for i in range(n_agents)}
@@ -347,7 +389,7 @@ def test_fifty_concurrent_claimers_never_double_assign_or_oversubscribe(
     errors: list[str] = []
 
     def worker(name: str) -> None:
-        lua = Lua(redis.Redis.from_url(redis_server.url, decode_responses=True), keys)
+        lua = Lua(redis.Redis.from_url(redis_server.url, decode_responses=True), keys, check=False)
         res = lua.register(name, conc[name])
         held = _claimed_ids(res[2])
         while held:
@@ -400,3 +442,15 @@ def test_a_revoked_job_whose_start_was_lost_is_cancelled_not_requeued(lua: Lua) 
     reg = lua.register("a1", 1, instance="i-a1", session="s2", jobs={"r1": "assigned"})
     assert _claimed_ids(reg[2]) == [] and lua.job("r1")["state"] == "cancelled"
     assert lua.agent("a1")["used"] == "0"
+
+
+def test_adopt_takes_any_number_of_refs(lua: Lua) -> None:
+    """A scheduler that died with tens of thousands of queued tasks: every ref is looked at (a
+    script cannot unpack more than 8 000 values), and the dispatcher sends them in batches."""
+    lua.submit("j1", ref="r1")
+    refs = [f"gone-{i}" for i in range(9_000)] + ["r1"]
+    assert lua.run(scripts.Adopt("heir", tuple(refs))) == ["r1", "j1", "pending"]
+    d = RedisDispatcher(lua.c, lua.keys, liveness_s=30, job_ttl_s=60)
+    d.start("heir2")
+    assert d.adopt(dict.fromkeys([*refs, *[f"more-{i}" for i in range(3_000)]])) == {"r1": "j1"}
+    assert lua.c.hget(lua.keys.job("j1"), "owner") == "heir2"

@@ -28,6 +28,8 @@ REDIS_TIMEOUT_S = 10.0
 """A command that takes longer counts as failed (retried next loop) instead of hanging the scheduler."""
 OVERSIZED_CHECK_MS = 15_000
 R = TypeVar("R")
+ADOPT_BATCH = 1000
+"""Refs per adopt call: one script call blocks Redis for its whole length."""
 
 
 def parse_event(fields: Mapping[str, str]) -> JobEvent:
@@ -141,7 +143,11 @@ class RedisDispatcher:
         """Edge jobs are found by ref in Redis; the external id is not needed."""
         if not refs:
             return {}
-        return self._run(scripts.Adopt(self.owner, tuple(refs)))
+        refs_in = list(refs)
+        adopted: dict[str, str] = {}
+        for i in range(0, len(refs_in), ADOPT_BATCH):  # a dead scheduler may leave tens of thousands
+            adopted.update(self._run(scripts.Adopt(self.owner, tuple(refs_in[i:i + ADOPT_BATCH]))))
+        return adopted
 
     def sweep(self) -> Sequence[Orphan]:
         reaped = self._run(scripts.Reap(self.liveness_ms, self.owner, self.ttl_ms))

@@ -5,10 +5,10 @@
 -- Returns {ref, id, state, ...} for every ref that still has a job; a job that finished while
 -- nobody owned it re-emits its final state to the new owner so the result is not lost.
 local owner = ARGV[3]
-local refs = { unpack(ARGV, 4) }
+local refs_from = 4  -- refs: ARGV[refs_from..] (read in place: unpack() stops at 8 000 values)
 local out = {}
-for i = 1, #refs do
-  local ref = refs[i]
+for i = refs_from, #ARGV do
+  local ref = ARGV[i]
   local id = redis.call('GET', k('ref', ref))
   local st = id and redis.call('HGET', k('job', id), 'state')
   if st then
