@@ -28,8 +28,9 @@ typecheck: $(STAMP)
 test: install sysdeps lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# no browser, no fresh venvs, no Airflow: under 2 minutes (tests/tiers.py says which file is where)
 fast: install sysdeps
-	$(BIN)/pytest -m "not e2e and not faults" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not faults and not slow and not airflow" $(PYTEST_ARGS)
 
 e2e: install sysdeps
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)

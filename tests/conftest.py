@@ -18,6 +18,26 @@ import redis
 from edgeexec.localstack.processes import BIN, Proc, free_port, port_open, wait_for
 from edgeexec.store.keys import Keys
 from tests.servers import RedisServer
+from tests.tiers import MARKED_TIERS, tier_of
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its file's tier (tests/tiers.py), so `make fast` can leave them out."""
+    for item in items:
+        tier = tier_of(Path(str(item.path)), TESTS)
+        if tier in MARKED_TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """`make fast` promises no Airflow: a test that loads it in this process belongs to the airflow tier."""
+    if "not airflow" in (session.config.option.markexpr or "") and "airflow" in sys.modules and exitstatus == 0:
+        session.config.get_terminal_writer().line(
+            "Airflow was imported although the airflow tier was deselected: mark the test that loads it "
+            "with @pytest.mark.airflow (or its file in tests/tiers.py)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -374,6 +374,7 @@ async def _running(agent: RawAgent, dispatcher: RedisDispatcher, queue: str, spe
     return str(run.job)
 
 
+@pytest.mark.airflow  # reads the stored log through the API server's reader, which loads Airflow config
 async def test_logs_are_stored_byte_exact_whatever_the_task_writes(
         gateway: Gateway, dispatcher: RedisDispatcher, redis_server: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

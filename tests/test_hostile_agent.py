@@ -214,6 +214,7 @@ async def test_reports_and_claims_for_other_agents_jobs_change_nothing(gw: Gw, g
     await ws.close()
 
 
+@pytest.mark.slow  # seconds of load by design; `make fast` leaves it out
 async def test_a_frame_flood_closes_only_that_session_with_4429(gw: Gw, good: GoodAgent) -> None:
     """More frames per second than the budget: 4429, and nothing past the budget is handled."""
     ws, _ = await _hostile(gw)
@@ -264,6 +265,7 @@ async def test_malformed_log_pieces_are_refused_with_4400(gw: Gw, good: GoodAgen
         assert isinstance(frames[-1], p.Error) and "log" in frames[-1].message
 
 
+@pytest.mark.slow  # seconds of load by design; `make fast` leaves it out
 async def test_an_agent_that_never_reads_is_cut_off_and_the_rest_carry_on(gw: Gw, good: GoodAgent,
                                                                          dispatcher: RedisDispatcher) -> None:
     """Jobs keep being pushed to an agent that never reads its socket: its send queue fills or a

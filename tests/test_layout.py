@@ -76,3 +76,13 @@ def test_edgeexec_top_level_stays_short() -> None:
     level holds only the shared vocabulary, the entry point and the public shims."""
     top = sorted(p.name for p in (ROOT / "edgeexec").glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_every_test_file_has_a_tier_and_the_readme_table_is_current() -> None:
+    from tests.tiers import TIERS, render
+
+    tests = ROOT / "tests"
+    files = {p.name for p in tests.glob("test_*.py")} | {f"{d.name}/" for d in tests.iterdir() if (d / "__init__.py").exists()}
+    assert files == set(TIERS), f"tests/tiers.py lacks or has extra: {files ^ set(TIERS)}"
+    readme = (tests / "README.md").read_text()
+    assert render(readme) == readme, "tests/README.md is stale: run `python -m tests.tiers`"

@@ -307,6 +307,7 @@ def test_maintenance_off_recorded_while_away_wins_at_reconnect(lua: Lua) -> None
     assert lua.agent("a1")["accepting"] == "1" and "mop" not in lua.agent("a1")
 
 
+@pytest.mark.slow  # seconds of load by design; `make fast` leaves it out
 def test_events_are_never_trimmed_before_the_scheduler_reads_them(lua: Lua) -> None:
     """A scheduler stalled while more than 100 000 jobs finished still reads every event (a trimmed
     stream would leak its executor slots until a restart)."""

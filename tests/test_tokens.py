@@ -144,6 +144,7 @@ def test_list_never_shows_secrets_and_create_validates(tgw: Gateway, redis_serve
     assert bad.returncode == 2 and "agent name" in bad.stderr
 
 
+@pytest.mark.slow  # seconds of load by design; `make fast` leaves it out
 def test_a_created_token_is_always_listed_while_others_come_and_go(redis_server: Any) -> None:
     """Creating, listing, expiring and revoking tokens concurrently (CLIs on several hosts): a
     token is in every listing taken after its creation returned and before its revocation."""
