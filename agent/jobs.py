@@ -106,7 +106,7 @@ class JobBook:
     def hello_jobs(self) -> tuple[p.JobStatus, ...]:
         """What the next hello reports: running, finished-unacked and unstarted (as assigned) jobs."""
         jobs = [p.JobStatus(j.id, p.JobState.RUNNING) for j in self._in(*ACTIVE)]
-        jobs += [p.JobStatus(r.job, r.state, r.exit_code) for r in self.unacked]
+        jobs += [p.JobStatus(r.job, r.state) for r in self.unacked]
         jobs += [p.JobStatus(j.id, p.JobState.ASSIGNED) for j in self._in(Phase.UNSTARTED)]
         return tuple(jobs)
 

@@ -241,15 +241,15 @@ class JobStatus:
 
     job: str
     state: JobState
-    exit_code: int | None = None
 
     @classmethod
     def from_obj(cls, obj: Any) -> JobStatus:
+        """An ``exit_code`` sent by older agents is ignored: a finished job's result is its ``state``
+        frame, resent after the welcome."""
         d = _dict(obj, "jobs[]", "hello")
         return cls(
             job=_job(d, "hello.jobs[]"),
             state=_job_state(_req(d, "state", "hello.jobs[]"), "state", "hello.jobs[]"),
-            exit_code=_opt_int(d.get("exit_code"), "exit_code", "hello.jobs[]"),
         )
 
 
@@ -331,7 +331,9 @@ class Heartbeat:
     """Liveness plus system metrics; the gateway stores them and moves the agent's liveness deadline."""
 
     TYPE: ClassVar[str] = "heartbeat"
-    used: int
+    used: int = 0
+    """The agent's own count of slots in use. Not read by the gateway (the scripts count slots);
+    optional since protocol 3, still sent because older gateways require it."""
     metrics: dict[str, float] = field(default_factory=dict)
     state: str = "idle"
 
@@ -344,7 +346,7 @@ class Heartbeat:
             if isinstance(v, int | float) and not isinstance(v, bool):
                 metrics[str(k)[:64]] = float(v)
         return cls(
-            used=_int(_req(d, "used", f), "used", f, 0, MAX_CONCURRENCY),
+            used=_int(d.get("used", 0), "used", f, 0, MAX_CONCURRENCY),
             metrics=metrics,
             state=_str(d.get("state", "idle"), "state", f, 32),
         )

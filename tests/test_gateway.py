@@ -154,7 +154,7 @@ async def test_result_produced_while_disconnected_is_delivered_once(
         await agent.send(p.Accepted(job=run.job))
     # the job finished while the agent was offline; it says so in hello, then resends the state
     async with _connect(gateway) as ws:
-        done = p.JobStatus(run.job, p.JobState.SUCCESS, 0)
+        done = p.JobStatus(run.job, p.JobState.SUCCESS)
         agent = await _hello(ws, name, instance=instance, jobs=(done,))
         for _ in range(2):
             await agent.send(p.StateReport(job=run.job, state=p.JobState.SUCCESS, exit_code=0))

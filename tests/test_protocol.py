@@ -14,7 +14,7 @@ from edgeexec import protocol as p
 FRAMES: list[p.Frame] = [
     p.Hello(name="site-a.01", instance="i1", queues=("default", "remote"), concurrency=8,
             versions={"edgeexec": "0.1.0"}, jobs=(p.JobStatus("j1", p.JobState.RUNNING),
-                                                  p.JobStatus("j2", p.JobState.FAILED, 1))),
+                                                  p.JobStatus("j2", p.JobState.FAILED))),
     p.Welcome(session="s", protocol=1, heartbeat_interval=10.0, max_frame=1 << 20, warnings=("w",)),
     p.Heartbeat(used=2, metrics={"cpu_percent": 12.5}, state="running"),
     p.Run(job="j1", workload='{"token": "secret"}', slots=2),

@@ -99,7 +99,7 @@ class StandInAgent:
         self.unacked: dict[str, p.StateReport] = {}
 
     async def connect(self) -> None:
-        jobs = tuple(p.JobStatus(j, r.state, r.exit_code) for j, r in self.unacked.items())
+        jobs = tuple(p.JobStatus(j, r.state) for j, r in self.unacked.items())
         self.ws, self.raw = await _session(self.port, self.instance, jobs)
         for report in self.unacked.values():
             await self.raw.send(report)

@@ -155,7 +155,8 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
             return
         if event.reason:
             # Not through log_task_event: Airflow 3.3's bulk insert of those rows fails (log.event NULL).
-            self.log.warning("job %s for %s ended %s: %s", event.job_id, tracked.key, event.state, event.reason)
+            where = f" on {event.where}" if event.where else ""
+            self.log.warning("job %s for %s ended %s%s: %s", event.job_id, tracked.key, event.state, where, event.reason)
         self.fail(tracked.key, info=event.reason or None)
 
     def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:

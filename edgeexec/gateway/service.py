@@ -261,6 +261,7 @@ class Gateway:
             await self._accepted(s, frame.job)
         elif isinstance(frame, p.Rejected):
             s.settle(frame.job)
+            log.info("agent %s refused job %s: %s", s.name, frame.job, frame.reason or "no reason given")
             await self.store.reject(s.name, frame.job)
         elif isinstance(frame, p.StateReport):
             await self._state(s, frame)
