@@ -333,7 +333,8 @@ class Heartbeat:
     TYPE: ClassVar[str] = "heartbeat"
     used: int = 0
     """The agent's own count of slots in use. Not read by the gateway (the scripts count slots);
-    optional since protocol 3, still sent because older gateways require it."""
+    gateways of this release accept its absence, agents still send it because earlier gateways
+    require it."""
     metrics: dict[str, float] = field(default_factory=dict)
     state: str = "idle"
 

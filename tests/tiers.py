@@ -2,7 +2,7 @@
 (conftest.py applies them) and tests/README.md's table (generated: ``python -m tests.tiers``).
 
 * fast: no browser, no fresh venvs, no Airflow (``make fast``, under 2 minutes);
-* slow: slow or heavy but without Airflow (a browser, fresh venvs, Sentinel, floods and fuzzing);
+* slow: slow or heavy, without Airflow in this process (a browser, fresh venvs, Sentinel, floods, fuzzing);
 * airflow: Airflow in this process, or a real agent whose forkserver loads it;
 * e2e, faults: the Airflow deployment tiers.
 

@@ -146,7 +146,15 @@ class RedisDispatcher:
         refs_in = list(refs)
         adopted: dict[str, str] = {}
         for i in range(0, len(refs_in), ADOPT_BATCH):  # a dead scheduler may leave tens of thousands
-            adopted.update(self._run(scripts.Adopt(self.owner, tuple(refs_in[i:i + ADOPT_BATCH]))))
+            try:
+                adopted.update(self._run(scripts.Adopt(self.owner, tuple(refs_in[i:i + ADOPT_BATCH]))))
+            except StoreUnavailable:
+                if not adopted:
+                    raise
+                # the earlier batches are this scheduler's now (their events come here): keep them,
+                # and let Airflow reset the rest as not adopted
+                log.exception("adopted %d of %d workload(s); Redis failed on the rest", len(adopted), len(refs_in))
+                break
         return adopted
 
     def sweep(self) -> Sequence[Orphan]:
