@@ -261,7 +261,8 @@ class Gateway:
             await self._accepted(s, frame.job)
         elif isinstance(frame, p.Rejected):
             s.settle(frame.job)
-            log.info("agent %s refused job %s: %s", s.name, frame.job, frame.reason or "no reason given")
+            # %r: the reason is the agent's text, and a newline in it must not forge a log line
+            log.info("agent %s refused job %s: %r", s.name, frame.job, frame.reason)
             await self.store.reject(s.name, frame.job)
         elif isinstance(frame, p.StateReport):
             await self._state(s, frame)
