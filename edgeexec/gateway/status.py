@@ -12,6 +12,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from edgeexec.protocol import AgentRecord, JobRecord
+from edgeexec.states import AgentState
 from edgeexec.store.keys import Keys
 
 AGENT_FIELDS = ("name", "state", "connected", "queues", "conc", "used", "metrics", "comments", "seen", "since",
@@ -23,7 +24,7 @@ def _agent(values: list[Any], jobs: list[JobRecord]) -> AgentRecord | None:
     if not h.get("name"):
         return None
     return {
-        "name": h["name"], "state": display_state(h.get("state") or "unknown", int(h.get("used") or 0)),
+        "name": h["name"], "state": display_state(h.get("state") or AgentState.UNKNOWN, int(h.get("used") or 0)),
         "connected": h.get("connected") == "1",
         "queues": orjson.loads(h.get("queues") or "[]"), "concurrency": int(h.get("conc") or 0),
         "used": int(h.get("used") or 0), "metrics": orjson.loads(h.get("metrics") or "{}"),
@@ -41,7 +42,7 @@ def _job(job: str, ref: str | None, state: str | None, kind: str | None) -> JobR
 def display_state(state: str, used: int) -> str:
     """The state every view shows. An agent reports its state with each heartbeat, but slots are
     taken by the scripts the moment a job is placed: one that holds slots is running, not idle."""
-    return "running" if state == "idle" and used > 0 else state
+    return AgentState.RUNNING if state == AgentState.IDLE and used > 0 else state
 
 
 async def agents(client: aioredis.Redis, keys: Keys, names: list[str] | None = None) -> list[AgentRecord]:
