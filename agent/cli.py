@@ -96,35 +96,46 @@ def _start(args: argparse.Namespace) -> int:
     return asyncio.run(Agent(settings).run())
 
 
-def _operate(args: argparse.Namespace) -> int:
-    import os
-
+def _local_socket(args: argparse.Namespace, admin_token: str) -> Path | None:
+    """The local agent's control socket, when the command is for it: on the agent's own host and
+    without --name (no token needed). Queue and concurrency changes re-register the agent and so
+    go through the gateway; a status with an admin token shows the whole fleet."""
     from agent import operate
-    from agent.control_client import ControlClient
-    from agent.errors import FatalConnectError
-    from agent.local_control import LocalControlClient, socket_path
+    from agent.local_control import socket_path
 
-    url = args.url or os.environ.get("AIRFLOW__EDGEEXEC__URL")
-    token = args.token or os.environ.get("AIRFLOW__EDGEEXEC__ADMIN_TOKEN")
+    if getattr(args, "name", None) or getattr(args, "all", False) or args.command in ("set-queues", "set-concurrency"):
+        return None
+    if args.command == "status" and admin_token:
+        return None
     try:
         local = socket_path(operate.local_name())
     except OSError as exc:
         print(f"agent: no local control socket: {exc}", file=sys.stderr)
-        local = Path("/nonexistent")
-    # on the agent's own host, without --name, talk to the local agent (no token needed); queue and
-    # concurrency changes re-register the agent and so go through the gateway
-    use_local = (not getattr(args, "name", None) and not getattr(args, "all", False) and local.exists()
-                 and args.command not in ("set-queues", "set-concurrency") and not (args.command == "status" and token))
-    if not use_local and (not url or not token):
-        print("agent: name the gateway (--url or AIRFLOW__EDGEEXEC__URL) and an admin token "
-              "(--token or AIRFLOW__EDGEEXEC__ADMIN_TOKEN; create one with `edgeexec token create --admin`)",
-              file=sys.stderr)
+        return None
+    return local if local.exists() else None
+
+
+def _operate(args: argparse.Namespace) -> int:
+    from agent import operate
+    from agent.control_client import ControlClient
+    from agent.errors import FatalConnectError
+    from agent.local_control import LocalControlClient
+    from edgeexec.config.settings import OperatorSettings
+
+    try:
+        settings = OperatorSettings.load(url=args.url, admin_token=args.token, ca_file=args.ca_file)
+        local = _local_socket(args, settings.admin_token)
+        if local is None:
+            settings.require_admin()
+    except ConfigError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
         return 2
+    url, token, use_local = settings.url, settings.admin_token, local is not None
+    local = local or Path("/nonexistent")
 
     async def go() -> int:
-        ca_file = args.ca_file or os.environ.get("AIRFLOW__EDGEEXEC__CA_FILE", "")
         client_cm: Any = (LocalControlClient(local, operate.local_name()) if use_local
-                          else ControlClient(str(url), str(token), ca_file))
+                          else ControlClient(url, token, settings.ca_file))
         async with client_cm as client:
             if args.command == "status":
                 return await operate.status(client, args)

@@ -30,6 +30,7 @@ TIERS: dict[str, tuple[str, str]] = {
     "test_hostile_agent.py": ("fast", "a gateway process and raw-socket agents holding valid tokens"),
     "test_layout.py": ("fast", "nothing: package layout and import cycles"),
     "test_operate.py": ("airflow", "real agent processes and the `agent` CLI"),
+    "test_airflow_cli.py": ("airflow", "the `airflow` CLI: provider, config, `airflow edgeexec` against real agents"),
     "test_packaging.py": ("slow", "fresh venvs per extra"),
     "test_protocol.py": ("fast", "nothing: the wire protocol, pure"),
     "test_pure.py": ("fast", "nothing: pure policies, generated docs in sync"),

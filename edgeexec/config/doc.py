@@ -15,6 +15,9 @@ Every option is read, in increasing precedence, from its default, Airflow's conf
 (`[edgeexec]` in `airflow.cfg`, for the executor), the environment variable shown, and the CLI flag
 of the same name where there is one (`--redis-url` for `redis_url`).
 This page is generated from the settings classes: `python -m edgeexec.config.doc > docs/configuration.md`.
+edgeexec registers as an Airflow provider, so `airflow config list --section edgeexec
+--include-descriptions` and `airflow config get-value edgeexec <option>` show the same `[edgeexec]`
+options with these defaults (secrets are marked sensitive).
 """
 
 
@@ -29,7 +32,7 @@ def _section(title: str, intro: str, cls: type[Any], section: str = "edgeexec") 
 def render() -> str:
     from agent.settings import AgentSettings
     from batchexec.settings import BatchSettings
-    from edgeexec.config.settings import ExecutorSettings, GatewaySettings
+    from edgeexec.config.settings import ExecutorSettings, GatewaySettings, OperatorSettings
 
     parts = [
         HEADER,
@@ -37,6 +40,9 @@ def render() -> str:
         _section("Gateway (`edgeexec gateway`)", "Read from the environment and CLI flags.", GatewaySettings),
         _section("Agent (`agent start`)", "Read from the environment and CLI flags (`-q`, `-c`, `--name`, ...).",
                  AgentSettings),
+        _section("Operator commands (`airflow edgeexec ...`, `agent status|maintenance|... --name`)",
+                 "Read through Airflow's configuration (`airflow edgeexec`) or the environment and flags (`agent`).",
+                 OperatorSettings),
         _section("AWS Batch executor (`[aws_batch_executor]`, in the scheduler)",
                  "Read through Airflow's configuration; see [batch.md](batch.md).", BatchSettings, "aws_batch_executor"),
     ]

@@ -125,6 +125,27 @@ class GatewaySettings(StoreSettings):
 
 
 @dataclass(frozen=True)
+class OperatorSettings:
+    """Where operator commands go: `airflow edgeexec ...` and `agent status|maintenance|... --name`."""
+
+    url: str = field(default="ws://127.0.0.1:8765/ws/agent", metadata=doc(
+        "The gateway: its agent endpoint or base URL; operator commands use its /ws/control."))
+    admin_token: str = field(default="", metadata=doc(
+        "Admin token for operator commands (`edgeexec token create --admin`)."))
+    ca_file: str = field(default="", metadata=doc("CA bundle to verify a wss:// gateway."))
+
+    @classmethod
+    def load(cls, lookup: Lookup | None = None, **overrides: Any) -> OperatorSettings:
+        return build(cls, SECTION, lookup or env_lookup(SECTION), overrides)
+
+    def require_admin(self) -> None:
+        if not self.url or not self.admin_token:
+            raise ConfigError("name the gateway ([edgeexec] url, AIRFLOW__EDGEEXEC__URL or --url) and an admin token "
+                              "([edgeexec] admin_token, AIRFLOW__EDGEEXEC__ADMIN_TOKEN or --token; create one with "
+                              "`edgeexec token create --admin`)")
+
+
+@dataclass(frozen=True)
 class ExecutorSettings(StoreSettings):
     sweep_interval: float = field(default=1.0, metadata=doc("Seconds between dead-agent sweeps."))
     task_stale_after: float = field(

@@ -113,13 +113,15 @@ class ControlHub:
             return False, "name the agent: \"agent\": NAME, or \"*\" for every agent"
         members: Any = await self.client.smembers(self.keys.agents) if target == "*" else [target]
         names: list[str] = sorted(members)
-        results = [await self._command_one(n, frame) for n in names]
+        results = [await self._command_one(n, frame, every=target == "*") for n in names]
         failed = [m for ok, m in results if not ok]
         if not names:
             return False, "no agents are known"
         return not failed, "; ".join(m for _, m in results)
 
-    async def _command_one(self, name: str, frame: p.Command) -> tuple[bool, str]:
+    async def _command_one(self, name: str, frame: p.Command, *, every: bool = False) -> tuple[bool, str]:
+        """One agent's command; with ``every`` (target "*"), an offline agent a command cannot reach
+        is skipped rather than failed: "shut down every agent" is done when every running one is."""
         route = await self.store.command_route(name)
         if route is None:
             return False, f"no agent named {name!r} is known; see `agent status`"
@@ -133,6 +135,8 @@ class ControlHub:
         if offline_ok:
             await self.store.record_maintenance_intent(name, frame.action == p.Action.MAINTENANCE_ON, frame.comments)
             return True, f"{name} is offline: recorded, it applies when the agent reconnects"
+        if every:
+            return True, f"{name} is offline: skipped"
         return False, f"agent {name!r} is offline; {frame.action} needs a connected agent"
 
     # ------------------------------------------------------------------ status stream

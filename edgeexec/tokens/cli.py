@@ -47,6 +47,25 @@ def _create(client: redis.Redis, keys: Keys, args: argparse.Namespace) -> int:
     return 0
 
 
+def rows(client: redis.Redis, keys: Keys) -> list[dict[str, object]]:
+    """Every live token's id and scope; never a secret."""
+    return [_row(t) for t in token_store.list_tokens(client, keys)]
+
+
+def revoke(client: redis.Redis, keys: Keys, tid: str) -> int:
+    info = token_store.revoke(client, keys, tid)
+    if info is None:
+        print(f"edgeexec: no token with id {tid!r} (see `edgeexec token list`)", file=sys.stderr)
+        return 1
+    print(f"revoked token {info.id} ({'admin' if info.admin else 'agent ' + info.agent})")
+    return 0
+
+
+def create(client: redis.Redis, keys: Keys, args: argparse.Namespace) -> int:
+    """``args``: agent, queues (comma-separated), admin, expires (a duration or None)."""
+    return _create(client, keys, args)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = GatewaySettings.load(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
     client = connect(settings.redis_url, decode_responses=True)
@@ -54,17 +73,12 @@ def run(args: argparse.Namespace) -> int:
     if args.token_command == "create":
         return _create(client, keys, args)
     if args.token_command == "list":
-        rows = [_row(t) for t in token_store.list_tokens(client, keys)]
+        listed = rows(client, keys)
         if args.json:
-            print(orjson.dumps(rows).decode())
+            print(orjson.dumps(listed).decode())
         else:
-            for r in rows:
+            for r in listed:
                 scope = "admin" if r["admin"] else f"agent={r['agent']} queues={','.join(r['queues'])}"  # type: ignore[arg-type]
                 print(f"{r['id']}  {scope}  created {r['created']}  expires {r['expires']}")
         return 0
-    info = token_store.revoke(client, keys, args.id)
-    if info is None:
-        print(f"edgeexec: no token with id {args.id!r} (see `edgeexec token list`)", file=sys.stderr)
-        return 1
-    print(f"revoked token {info.id} ({'admin' if info.admin else 'agent ' + info.agent})")
-    return 0
+    return revoke(client, keys, args.id)

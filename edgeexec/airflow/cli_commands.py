@@ -1,0 +1,249 @@
+"""The ``airflow edgeexec ...`` commands (table in ``edgeexec.airflow.cli``).
+
+Agent commands go through a gateway's control endpoint with an admin token, the path the
+``agent`` CLI's ``--name`` commands use: the gateway checks the token and the agent's own token
+scope, the agent acknowledges, and a refusal or an unknown agent exits non-zero with the
+gateway's reason. Token commands write Redis directly, as ``edgeexec token`` does. Settings come
+from Airflow's configuration (``[edgeexec]``), so they work on any host with the scheduler's
+``airflow.cfg``; flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fnmatch
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from edgeexec import protocol as p
+from edgeexec.config.lookup import airflow_lookup
+from edgeexec.config.settings import SECTION, OperatorSettings, StoreSettings
+from edgeexec.errors import ConfigError
+
+Record = dict[str, Any]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"airflow edgeexec: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _settings(args: argparse.Namespace) -> OperatorSettings:
+    try:
+        settings = OperatorSettings.load(airflow_lookup(SECTION), url=getattr(args, "url", None),
+                                         admin_token=getattr(args, "token", None), ca_file=getattr(args, "ca_file", None))
+        settings.require_admin()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+        raise  # unreachable: _fail exits
+    return settings
+
+
+def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> None:
+    """Open a control session, run ``body`` on it, exit with its code (non-zero on any failure)."""
+    from agent.control_client import ControlClient
+    from agent.errors import FatalConnectError
+
+    settings = _settings(args)
+
+    async def go() -> int:
+        async with ControlClient(settings.url, settings.admin_token, settings.ca_file) as client:
+            return await body(client)
+
+    try:
+        code = asyncio.run(go())
+    except FatalConnectError as exc:
+        _fail(str(exc), 2)
+    except (OSError, ConnectionError) as exc:
+        _fail(f"cannot reach the gateway at {settings.url}: {exc}")
+    if code:
+        raise SystemExit(code)
+
+
+async def _agents(client: Any) -> list[Record]:
+    first = await anext(client.stream())
+    agents: list[Record] = first["agents"]
+    return agents
+
+
+async def _agent(client: Any, name: str) -> Record:
+    for a in await _agents(client):
+        if a["name"] == name:
+            return a
+    _fail(f"no agent named {name!r} is known (see `airflow edgeexec list-agents`)")
+    raise AssertionError  # unreachable
+
+
+def _command(args: argparse.Namespace, action: str, **fields: Any) -> None:
+    from agent import operate
+
+    args.all = getattr(args, "all", False)
+    args.yes = getattr(args, "yes", False)
+    _run(args, lambda client: operate.command(client, args, action, **fields))
+
+
+# ------------------------------------------------------------------------------------ listing
+
+
+def _row(a: Record) -> Record:
+    jobs = a.get("jobs") or []
+    return {"name": a["name"], "state": a["state"], "queues": ",".join(a.get("queues") or []),
+            "slots": f"{a.get('used', 0)}/{a.get('concurrency', 0)}", "jobs": len(jobs),
+            "connected": a.get("connected", False), "comments": a.get("comments", ""),
+            "gateway": a.get("gateway", ""), "version": (a.get("versions") or {}).get("edgeexec", "")}
+
+
+def select(agents: list[Record], states: list[str] | None, queue: str | None, pattern: str | None) -> list[Record]:
+    """The agents matching every filter given, by name."""
+    return sorted((a for a in agents
+                   if (not states or a["state"] in states) and (not queue or queue in (a.get("queues") or []))
+                   and (not pattern or fnmatch.fnmatchcase(a["name"], pattern))), key=lambda a: str(a["name"]))
+
+
+def _print(rows: list[Record], output: str) -> None:
+    """json and yaml keep the records' types (Airflow's console would turn every value into a string)."""
+    if output == "json":
+        print(orjson.dumps(rows).decode())
+    elif output == "yaml":
+        import yaml
+
+        print(yaml.safe_dump(rows, sort_keys=False), end="")
+    else:
+        from airflow.cli.simple_table import AirflowConsole
+
+        AirflowConsole().print_as(data=rows, output=output)
+
+
+def list_agents(args: argparse.Namespace) -> None:
+    async def body(client: Any) -> int:
+        chosen = select(await _agents(client), args.state, args.queue, args.name_pattern)
+        rows = chosen if args.output in ("json", "yaml") else [_row(a) for a in chosen]
+        _print(rows, args.output)
+        return 0
+
+    _run(args, body)
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def maintenance_on(args: argparse.Namespace) -> None:
+    _command(args, p.Action.MAINTENANCE_ON, comments=args.comments)
+
+
+def maintenance_off(args: argparse.Namespace) -> None:
+    _command(args, p.Action.MAINTENANCE_OFF)
+
+
+def maintenance_comment(args: argparse.Namespace) -> None:
+    """Only for an agent already in maintenance: a new comment must not start a maintenance."""
+    from agent import operate
+
+    async def body(client: Any) -> int:
+        a = await _agent(client, args.name)
+        if not a["maintenance"]:
+            _fail(f"agent {args.name!r} is not in maintenance ({a['state']}); "
+                  f"use `airflow edgeexec maintenance on {args.name} -c ...`")
+        return await operate.command(client, args, p.Action.MAINTENANCE_ON, comments=args.comments)
+
+    args.all, args.yes, args.wait = False, False, False
+    _run(args, body)
+
+
+def drain(args: argparse.Namespace) -> None:
+    _command(args, p.Action.DRAIN)
+
+
+def shutdown(args: argparse.Namespace) -> None:
+    _command(args, p.Action.SHUTDOWN)
+
+
+def shutdown_all(args: argparse.Namespace) -> None:
+    args.all, args.name, args.wait = True, None, False
+    _command(args, p.Action.SHUTDOWN)
+
+
+def _queue_list(text: str) -> list[str]:
+    queues = [q.strip() for q in text.split(",") if q.strip()]
+    if not queues:
+        _fail("name at least one queue, e.g. `a,b`", 2)
+    return queues
+
+
+def _set_queues(args: argparse.Namespace, change: Callable[[list[str]], list[str]]) -> None:
+    from agent import operate
+
+    async def body(client: Any) -> int:
+        current = list((await _agent(client, args.name)).get("queues") or [])
+        new = change(current)
+        if not new:
+            _fail(f"agent {args.name!r} would serve no queue; it serves {','.join(current)}", 2)
+        if new == current:
+            print(f"agent {args.name!r} already serves {','.join(current)}")
+            return 0
+        return await operate.command(client, args, p.Action.SET_QUEUES, queues=new)
+
+    args.all, args.yes, args.wait = False, False, False
+    _run(args, body)
+
+
+def add_queues(args: argparse.Namespace) -> None:
+    extra = _queue_list(args.queues)
+    _set_queues(args, lambda cur: cur + [q for q in extra if q not in cur])
+
+
+def remove_queues(args: argparse.Namespace) -> None:
+    gone = set(_queue_list(args.queues))
+    _set_queues(args, lambda cur: [q for q in cur if q not in gone])
+
+
+def set_concurrency(args: argparse.Namespace) -> None:
+    _command(args, p.Action.SET_CONCURRENCY, concurrency=args.concurrency)
+
+
+# ------------------------------------------------------------------------------------ tokens
+
+
+def _token_store() -> tuple[Any, Any]:
+    """The scheduler's Redis and prefix, from ``[edgeexec]``."""
+    from edgeexec.config.lookup import build
+    from edgeexec.store.keys import Keys
+    from edgeexec.store.redis_url import connect
+
+    try:
+        settings = build(StoreSettings, SECTION, airflow_lookup(SECTION))
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+        raise
+    return connect(settings.redis_url, decode_responses=True), Keys(settings.redis_prefix)
+
+
+def token_create(args: argparse.Namespace) -> None:
+    from edgeexec.tokens import cli as tokens_cli
+
+    client, keys = _token_store()
+    try:
+        code = tokens_cli.create(client, keys, args)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    if code:
+        raise SystemExit(code)
+
+
+def token_list(args: argparse.Namespace) -> None:
+    from edgeexec.tokens import cli as tokens_cli
+
+    client, keys = _token_store()
+    _print(tokens_cli.rows(client, keys), args.output)
+
+
+def token_revoke(args: argparse.Namespace) -> None:
+    from edgeexec.tokens import cli as tokens_cli
+
+    client, keys = _token_store()
+    if tokens_cli.revoke(client, keys, args.id):
+        raise SystemExit(1)
