@@ -53,6 +53,31 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+def assert_private(server: RedisServer) -> None:
+    """The session's Redis is still the one this session started: its own process, a master, no
+    replica. A redis-server taken over from outside (a stray sentinel demoting it to a replica
+    replaces its data and silently drops the last writes) fails the test that saw it, by name,
+    instead of making a later assertion fail for no visible reason."""
+    client = redis.Redis(port=server.port, decode_responses=True, socket_timeout=10)
+    try:
+        pid = int(client.info("server")["process_id"])
+        repl: Any = client.info("replication")
+    finally:
+        client.close()
+    assert server.proc is not None and pid == server.proc.pid, \
+        f"port {server.port} is served by process {pid}, not the session's redis-server"
+    assert repl["role"] == "master" and not repl.get("connected_slaves"), \
+        f"the session's redis-server was made a {repl['role']} with {repl.get('connected_slaves', 0)} replica(s) " \
+        f"(master: {repl.get('master_host')}:{repl.get('master_port')}): something outside the session reconfigured it"
+
+
+@pytest.fixture(autouse=True)
+def _session_redis_stays_private(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "redis_server" in request.fixturenames:
+        assert_private(request.getfixturevalue("redis_server"))
+
+
 @pytest.fixture()
 def keys() -> Keys:
     """Each test gets its own prefix in the session's Redis, so tests never see each other's state."""

@@ -32,6 +32,7 @@ TIERS: dict[str, tuple[str, str]] = {
     "test_operate.py": ("airflow", "real agent processes and the `agent` CLI"),
     "test_airflow_cli.py": ("airflow", "the `airflow` CLI: provider, config, `airflow edgeexec` against real agents"),
     "test_packaging.py": ("slow", "fresh venvs per extra"),
+    "test_private_redis.py": ("fast", "redis-servers on taken ports and a demoted one, the `edgeexec token` CLI"),
     "test_protocol.py": ("fast", "nothing: the wire protocol, pure"),
     "test_pure.py": ("fast", "nothing: pure policies, generated docs in sync"),
     "test_redis_ha.py": ("slow", "Sentinel and two redis-servers"),

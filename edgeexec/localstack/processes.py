@@ -98,9 +98,21 @@ class Proc:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class PortTaken(RuntimeError):
+    """Another process answers on the port a server was started on."""
+
+
 class RedisServer:
+    """A private redis-server. ``start()`` returns only once *this* process answers on the port:
+    a port picked free can be taken by someone else before the server binds it, and then a
+    client would silently use the other server (whose data, replication and sentinels are not
+    ours)."""
+
+    START_ATTEMPTS = 5
+
     def __init__(self, workdir: Path, port: int | None = None, appendonly: bool = False,
                  extra: Sequence[str] = ()) -> None:
+        self.fixed_port = port is not None
         self.port = port or free_port()
         self.workdir = workdir
         self.appendonly = appendonly
@@ -117,14 +129,48 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed: run `make demo`/`make test` (they install it) "
                                "or `apt-get install redis-server`")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = Proc([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir),
-                          "--daemonize", "no", *self.extra], log=self.workdir / "redis.log")
-        wait_for(lambda: port_open(self.port), 15, f"redis-server on port {self.port}")
-        return self
+        for _ in range(self.START_ATTEMPTS):
+            self.proc = Proc([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "yes" if self.appendonly else "no", "--dir", str(self.workdir),
+                              "--daemonize", "no", *self.extra], log=self.workdir / "redis.log")
+            try:
+                self._wait_serving(self.proc)
+                self.fixed_port = True  # a restart must come back on the port clients know
+                return self
+            except PortTaken:
+                self.proc.stop()
+                if self.fixed_port:
+                    raise PortTaken(f"port {self.port} is taken by another process: stop it, or start this "
+                                    "redis-server on another port") from None
+                self.port = free_port()
+        raise PortTaken(f"no free port held for redis-server after {self.START_ATTEMPTS} attempts")
+
+    def _wait_serving(self, proc: Proc, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_open(self.port):
+                owner = self.owner_pid()
+                if owner == proc.pid or (owner is None and proc.alive()):
+                    return  # None: the server needs a password; it is ours if our process lives
+                if not proc.alive() or owner is not None:
+                    raise PortTaken(f"port {self.port} answers for process {owner}, not {proc.pid}")
+            elif not proc.alive():
+                raise PortTaken(f"redis-server exited at start (port {self.port} taken?); see {self.workdir}/redis.log")
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for redis-server on port {self.port}")
+
+    def owner_pid(self) -> int | None:
+        """The process id of whatever redis answers on our port (None: it wants a password)."""
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        try:
+            return int(client.info("server")["process_id"])
+        except (redis.AuthenticationError, redis.ResponseError):
+            return None
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.proc:
             self.proc.stop()
-
-
