@@ -60,8 +60,9 @@ bench: install sysdeps $(BENCH_VENV)/.stamp
 demo: install sysdeps
 	$(BIN)/edgeexec demo
 
+STANDALONE_ARGS ?= --dags-folder edgeexec/example_dags
 standalone: install sysdeps
-	$(BIN)/edgeexec standalone
+	$(BIN)/edgeexec standalone $(STANDALONE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

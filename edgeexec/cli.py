@@ -40,6 +40,13 @@ def parser() -> argparse.ArgumentParser:
                        ("demo", "run the example DAGs on a local stack, print a table, exit 0 iff all succeeded")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("--home", help="working directory for the stack (default: ./.demo)")
+        sp.add_argument("--dags-folder", help="DAGs to serve (standalone default: your [core] dags_folder; "
+                                              "demo default: the bundled examples)")
+        sp.add_argument("--agent", action="append", default=[], metavar="NAME[:QUEUES[:CONCURRENCY]]",
+                        help="an agent to start (repeatable), e.g. --agent site-2:other:4; default: demo-agent:default:8")
+        if name == "demo":
+            sp.add_argument("--dag", action="append", default=[], metavar="DAG_ID",
+                            help="a DAG the demo runs (repeatable; required with --dags-folder)")
         sp.add_argument("--log-level")
     return ap
 
@@ -56,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args)
         from edgeexec.localstack.standalone import main as run_stack
 
-        return run_stack(args.command, args.home)
+        return run_stack(args.command, args.home, args.dags_folder, args.agent, getattr(args, "dag", []))
     except ConfigError as exc:
         print(f"edgeexec: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ TIERS: dict[str, tuple[str, str]] = {
     "test_redis_ha.py": ("slow", "Sentinel and two redis-servers"),
     "test_runner.py": ("airflow", "the task forkserver"),
     "test_scripts.py": ("fast", "nothing: the Lua scripts' arguments against their entries"),
+    "test_stack_cli.py": ("fast", "nothing started: `edgeexec standalone|demo` argument checks"),
     "test_states.py": ("fast", "nothing: the Lua scripts against the state tables"),
     "test_store_lua.py": ("fast", "Redis: slot accounting and job states in the scripts"),
     "test_tls.py": ("airflow", "real agents against a `wss://` gateway"),

@@ -29,6 +29,26 @@ class AgentSpec:
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 8
 
+    @classmethod
+    def parse(cls, text: str) -> AgentSpec:
+        """``NAME[:QUEUES[:CONCURRENCY]]``, e.g. ``gpu-1:gpu,default:2``."""
+        from edgeexec.errors import ConfigError
+        from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
+
+        name, _, rest = text.partition(":")
+        queues_text, _, slots = rest.partition(":")
+        queues = tuple(q.strip() for q in queues_text.split(",") if q.strip()) or ("default",)
+        try:
+            validate_agent_name(name)
+            for q in queues:
+                validate_queue_name(q)
+            concurrency = int(slots) if slots else 8
+        except (ProtocolError, ValueError) as exc:
+            raise ConfigError(f"--agent {text!r}: {exc}; use NAME[:QUEUES[:CONCURRENCY]], e.g. site-2:other:4") from None
+        if not 1 <= concurrency <= 4096:
+            raise ConfigError(f"--agent {text!r}: concurrency {concurrency} is out of range 1..4096")
+        return cls(name, queues, concurrency)
+
 
 @dataclass
 class StackConfig:
@@ -39,6 +59,19 @@ class StackConfig:
     agents: tuple[AgentSpec, ...] = (AgentSpec("agent-1"),)
     heartbeat_interval: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    inherit_airflow_env: bool = False
+    """Keep the caller's AIRFLOW_* variables (connections, variables, tuning) where the stack does not
+    have to own them, as ``airflow standalone`` does; tests start from a clean environment instead."""
+
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+"""The Airflow processes the stack runs: what ``airflow standalone`` runs."""
+OWNED = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__API__HOST",
+         "AIRFLOW__API__PORT", "AIRFLOW__API__BASE_URL", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+         "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+         "AIRFLOW__EDGEEXEC__REDIS_URL", "AIRFLOW__EDGEEXEC__SHARED_SECRET", "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET",
+         "AIRFLOW__EDGEEXEC__TOKEN", "AIRFLOW__EDGEEXEC__URL", "AIRFLOW__EDGEEXEC__EXECUTION_API_URL")
+"""Variables the stack sets whatever the caller has: its processes must find each other."""
 
 
 class LocalStack:
@@ -67,7 +100,8 @@ class LocalStack:
         return self.cfg.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env = {k: v for k, v in os.environ.items() if self.cfg.inherit_airflow_env or not k.startswith("AIRFLOW")}
+        user = {k: v for k, v in env.items() if k.startswith("AIRFLOW") and k not in OWNED}
         env.update({
             "AIRFLOW_HOME": str(self.home / "airflow"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
@@ -93,6 +127,7 @@ class LocalStack:
             "AIRFLOW__EDGEEXEC__EXECUTION_API_URL": f"{self.api_url}/execution/",
             "PYTHONUNBUFFERED": "1",
         })
+        env.update(user)  # empty unless inherit_airflow_env: the caller's settings win where they may
         env.update(self.cfg.extra_env)
         return env
 
@@ -113,7 +148,7 @@ class LocalStack:
             self.redis = RedisServer(self.home / "redis").start()
             self.redis_url = self.redis.url
         self._airflow("db", "migrate")
-        for component in ("api-server", "scheduler", "dag-processor"):
+        for component in COMPONENTS:
             self.start_airflow(component)
         self.start_gateway()
         for spec in self.cfg.agents:
@@ -129,8 +164,8 @@ class LocalStack:
 
     def start_airflow(self, component: str) -> Proc:
         argv = [str(BIN / "airflow"), component]
-        if component == "scheduler":
-            argv.append("--skip-serve-logs")
+        if component in ("scheduler", "triggerer"):
+            argv.append("--skip-serve-logs")  # no log server on 0.0.0.0: logs come through the gateway
         return self._spawn(component, argv)
 
     def start_gateway(self, name: str = "gateway", port: int | None = None) -> Proc:
