@@ -116,6 +116,8 @@ def _local_socket(args: argparse.Namespace, admin_token: str) -> Path | None:
 
 
 def _operate(args: argparse.Namespace) -> int:
+    from websockets.exceptions import ConnectionClosed
+
     from agent import operate
     from agent.control_client import ControlClient
     from agent.errors import FatalConnectError
@@ -155,7 +157,7 @@ def _operate(args: argparse.Namespace) -> int:
     except FatalConnectError as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError, ConnectionClosed) as exc:
         where = f"the local agent at {local}" if use_local else f"the gateway at {url}"
         print(f"agent: cannot reach {where}: {exc}", file=sys.stderr)
         return 1

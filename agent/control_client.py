@@ -66,7 +66,12 @@ class ControlClient:
                 return False, str(msg.get("message"))
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
-        """The snapshot, then every delta, as they come."""
+        """The snapshot, then every delta, as they come. Deltas the gateway broadcast before it
+        sent our snapshot are dropped: the snapshot already holds what they changed."""
         await self._send(p.subscribe())
+        msg = await self._recv()
+        while msg.get("type") != "snapshot":
+            msg = await self._recv()
+        yield msg
         while True:
             yield await self._recv()

@@ -127,4 +127,7 @@ async def _wait(client: ControlClient, name: str, action: str) -> int:
                 last = line
             if done(a):
                 return 0
+            if not a["connected"]:
+                print(f"{name} went offline before it was {action.replace('_', ' ')}", file=sys.stderr, flush=True)
+                return 1
     return 1

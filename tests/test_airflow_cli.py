@@ -27,9 +27,9 @@ def fleet(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def airflow(fleet: Fleet, *args: str, token: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """The real `airflow` CLI, configured as a scheduler host is: [edgeexec] from the environment."""
-    full = fleet.env(AIRFLOW__EDGEEXEC__ADMIN_TOKEN=fleet.admin if token is None else token,
-                     AIRFLOW__EDGEEXEC__REDIS_URL=fleet.redis_url, AIRFLOW__EDGEEXEC__REDIS_PREFIX=fleet.keys.prefix,
-                     **env)
+    full = fleet.env(**{"AIRFLOW__EDGEEXEC__ADMIN_TOKEN": fleet.admin if token is None else token,
+                        "AIRFLOW__EDGEEXEC__REDIS_URL": fleet.redis_url,
+                        "AIRFLOW__EDGEEXEC__REDIS_PREFIX": fleet.keys.prefix, **env})
     return subprocess.run([str(BIN / "airflow"), *args], env=full, capture_output=True, text=True, timeout=120)
 
 
@@ -52,8 +52,11 @@ def test_the_provider_is_listed_with_its_options(fleet: Fleet) -> None:
     assert ok(airflow(fleet, "config", "get-value", "edgeexec", "job_ttl")).strip() == "86400"
     assert ok(airflow(fleet, "config", "get-value", "edgeexec", "job_ttl", AIRFLOW__EDGEEXEC__JOB_TTL="600")) \
         .strip() == "600"
-    shown = ok(airflow(fleet, "config", "list", "--section", "edgeexec", "--show-values", "--hide-sensitive"))
+    shown = ok(airflow(fleet, "config", "list", "--section", "edgeexec", "--show-values", "--hide-sensitive",
+                       AIRFLOW__EDGEEXEC__REDIS_URL="redis://:hunter2@r:6379/0"))
     assert "redis_prefix = " in shown and fleet.admin not in shown, "the admin token is sensitive"
+    assert "hunter2" not in shown, "a Redis URL can carry a password"
+    assert "edgeexec" in ok(airflow(fleet, "plugins")), "the plugin loads with Airflow's default provider discovery"
 
 
 def test_list_agents_filters_and_formats(fleet: Fleet) -> None:
@@ -107,13 +110,19 @@ def test_queues_and_concurrency_change_within_the_token(fleet: Fleet) -> None:
     ok(airflow(fleet, "edgeexec", "shutdown", name, "--wait"))
 
 
-def test_shutdown_all_stops_every_agent(fleet: Fleet) -> None:
+def test_shutdown_all_stops_every_connected_agent_and_skips_offline_ones(fleet: Fleet) -> None:
+    gone = f"so-{uuid.uuid4().hex[:6]}"
+    fleet.start_agent(gone)
+    ok(airflow(fleet, "edgeexec", "shutdown", gone, "--wait"))
     names = [f"sa-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     for n in names:
         fleet.start_agent(n)
-    ok(airflow(fleet, "edgeexec", "shutdown-all", "--yes"))
+    out = ok(airflow(fleet, "edgeexec", "shutdown-all", "--yes"))
+    assert f"{gone} is offline: skipped" in out and all(f"shutdown sent to {n}" in out for n in names), out
     for n in names:
         wait_for(lambda n=n: fleet.agents[n].popen.poll() is not None, 60, f"agent {n} to exit")  # type: ignore[misc]
+    single = airflow(fleet, "edgeexec", "shutdown", gone)
+    assert single.returncode == 1 and "offline" in single.stderr, "one named offline agent is a failure"
 
 
 def test_refusals_exit_non_zero_and_say_why(fleet: Fleet) -> None:

@@ -32,3 +32,23 @@ def test_bad_stack_arguments_exit_2_before_starting_anything(tmp_path: Path, arg
                          text=True, timeout=60)
     assert out.returncode == 2 and needle in out.stderr, out.stderr
     assert not (tmp_path / "home").exists(), "nothing was started"
+
+
+def test_the_stack_keeps_the_callers_settings_but_owns_its_wiring(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections, variables and tuning pass through; what would break or expose the stack
+    (another database, TLS, an auth manager, a public gateway, a production airflow.cfg) does not."""
+    from edgeexec.localstack.stack import LocalStack, StackConfig
+
+    mine = {"AIRFLOW_CONN_WAREHOUSE": "postgresql://w/db", "AIRFLOW_VAR_SITE": "lab",
+            "AIRFLOW__CORE__PARALLELISM": "7", "AIRFLOW__CORE__LOAD_EXAMPLES": "True"}
+    theirs = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": "cat /prod", "AIRFLOW__API__SSL_CERT": "/c.pem",
+              "AIRFLOW__CORE__AUTH_MANAGER": "x.Y", "AIRFLOW__EDGEEXEC__HOST": "0.0.0.0",
+              "AIRFLOW_CONFIG": "/etc/airflow/airflow.cfg", "AIRFLOW__EDGEEXEC__SSL_CERTFILE": "/c.pem"}
+    for k, v in {**mine, **theirs}.items():
+        monkeypatch.setenv(k, v)
+    env = LocalStack(StackConfig(home=tmp_path, dags_folder=tmp_path, inherit_airflow_env=True)).env()
+    assert {k: env[k] for k in mine} == mine
+    assert not set(theirs) & set(env), {k: env[k] for k in set(theirs) & set(env)}
+    isolated = LocalStack(StackConfig(home=tmp_path, dags_folder=tmp_path)).env()
+    assert not {k for k, v in mine.items() if isolated.get(k) == v}, "tests start from a clean environment"

@@ -12,6 +12,8 @@ from typing import Any
 
 
 def get_cli_commands() -> list[Any]:
+    """The ``edgeexec`` group, named after the Edge provider's commands an operator already knows
+    (see docs/migration.md); Airflow builds its parser from this on every ``airflow`` call."""
     from airflow.cli.cli_config import ARG_OUTPUT, ActionCommand, Arg, GroupCommand, lazy_load_command
 
     from edgeexec.states import AgentState

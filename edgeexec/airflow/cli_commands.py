@@ -2,8 +2,10 @@
 
 Agent commands go through a gateway's control endpoint with an admin token, the path the
 ``agent`` CLI's ``--name`` commands use: the gateway checks the token and the agent's own token
-scope, the agent acknowledges, and a refusal or an unknown agent exits non-zero with the
-gateway's reason. Token commands write Redis directly, as ``edgeexec token`` does. Settings come
+scope and hands the command to the gateway holding the agent's session; ``--wait`` then follows
+the agent's record until it reached the new state (and fails if the agent goes offline first).
+A refusal, an unknown agent or an undeliverable command exits non-zero with the gateway's reason.
+Token commands write Redis directly, as ``edgeexec token`` does. Settings come
 from Airflow's configuration (``[edgeexec]``), so they work on any host with the scheduler's
 ``airflow.cfg``; flags override them.
 """
@@ -15,7 +17,7 @@ import asyncio
 import fnmatch
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -27,7 +29,7 @@ from edgeexec.errors import ConfigError
 Record = dict[str, Any]
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     print(f"airflow edgeexec: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -39,12 +41,13 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         settings.require_admin()
     except ConfigError as exc:
         _fail(str(exc), 2)
-        raise  # unreachable: _fail exits
     return settings
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> None:
     """Open a control session, run ``body`` on it, exit with its code (non-zero on any failure)."""
+    from websockets.exceptions import ConnectionClosed
+
     from agent.control_client import ControlClient
     from agent.errors import FatalConnectError
 
@@ -58,7 +61,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> Non
         code = asyncio.run(go())
     except FatalConnectError as exc:
         _fail(str(exc), 2)
-    except (OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError, ConnectionClosed) as exc:
         _fail(f"cannot reach the gateway at {settings.url}: {exc}")
     if code:
         raise SystemExit(code)
@@ -75,7 +78,6 @@ async def _agent(client: Any, name: str) -> Record:
         if a["name"] == name:
             return a
     _fail(f"no agent named {name!r} is known (see `airflow edgeexec list-agents`)")
-    raise AssertionError  # unreachable
 
 
 def _command(args: argparse.Namespace, action: str, **fields: Any) -> None:
@@ -218,7 +220,6 @@ def _token_store() -> tuple[Any, Any]:
         settings = build(StoreSettings, SECTION, airflow_lookup(SECTION))
     except ConfigError as exc:
         _fail(str(exc), 2)
-        raise
     return connect(settings.redis_url, decode_responses=True), Keys(settings.redis_prefix)
 
 

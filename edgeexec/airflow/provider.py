@@ -1,7 +1,9 @@
 """edgeexec as an Airflow provider: what ``airflow providers list``, ``airflow config list`` and the
 ``airflow edgeexec`` commands read (entry point group ``apache_airflow_provider``).
 
-The ``[edgeexec]`` options are generated from the settings classes, so the provider's
+The plugin is not declared here: Airflow loads provider plugins only with ``[core]
+lazy_discover_providers = False``, so it keeps its ``airflow.plugins`` entry point (declaring
+both would register it twice). The ``[edgeexec]`` options are generated from the settings classes, so the provider's
 configuration, ``docs/configuration.md`` and the code that reads the options cannot disagree.
 Importing this module must stay cheap: Airflow calls it whenever it discovers providers.
 """
@@ -15,8 +17,9 @@ from edgeexec import __version__
 from edgeexec.config.settings import SECTION
 
 PACKAGE = "edgeexec"
-SENSITIVE = frozenset({"token", "admin_token", "shared_secret", "metrics_token"})
-"""Options Airflow masks in ``airflow config list`` and may read from ``..._CMD`` / ``..._SECRET``."""
+SENSITIVE = frozenset({"redis_url", "token", "admin_token", "shared_secret", "metrics_token"})
+"""Options Airflow masks in ``airflow config list`` and may read from ``..._CMD`` / ``..._SECRET``
+(a Redis URL can carry its password)."""
 _TYPES = {str: "string", bool: "boolean", int: "integer", float: "float"}
 
 
@@ -63,7 +66,6 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Push dispatch of Airflow tasks to edge agents over WebSockets, and to AWS Batch.",
         "versions": [__version__],
         "executors": ["edgeexec.EdgeExecutor", "batchexec.BatchExecutor"],
-        "plugins": [{"name": "edgeexec", "plugin-class": "edgeexec.airflow.plugin.EdgeexecPlugin"}],
         "cli": ["edgeexec.airflow.cli.get_cli_commands"],
         "config": {SECTION: {
             "description": "edgeexec: the executor (scheduler), the gateway, agents and operator commands. "

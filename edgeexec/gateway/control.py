@@ -130,8 +130,10 @@ class ControlHub:
             return False, refused
         offline_ok = p.ACTIONS[p.Action(frame.action)].offline
         if route.gateway:
-            await self.store.send_command(name, route.gateway, frame, supersedes_intent=offline_ok)
-            return True, f"{frame.action} sent to {name}"
+            if await self.store.send_command(name, route.gateway, frame, supersedes_intent=offline_ok):
+                return True, f"{frame.action} sent to {name}"
+            return False, (f"agent {name!r} is recorded on gateway {route.gateway}, which is not listening; the command "
+                           "was not delivered: retry once the agent has reconnected")
         if offline_ok:
             await self.store.record_maintenance_intent(name, frame.action == p.Action.MAINTENANCE_ON, frame.comments)
             return True, f"{name} is offline: recorded, it applies when the agent reconnects"

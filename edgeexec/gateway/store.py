@@ -103,12 +103,14 @@ class GatewayStore:
             return None
         return CommandRoute(gw if connected == "1" and gw else "", tokq or "")
 
-    async def send_command(self, name: str, gateway: str, frame: Command, *, supersedes_intent: bool) -> None:
-        """Route a command to the gateway holding the agent's session. A maintenance command
-        supersedes the intent an operator recorded while the agent was away ('mop')."""
+    async def send_command(self, name: str, gateway: str, frame: Command, *, supersedes_intent: bool) -> bool:
+        """Route a command to the gateway holding the agent's session; False if no gateway listens
+        on that channel (the one the record names died). A maintenance command supersedes the
+        intent an operator recorded while the agent was away ('mop')."""
         if supersedes_intent:
             await self.client.hdel(self.keys.agent(name), "mop")
-        await self.client.publish(self.keys.gateway_channel(gateway), f"cmd\t{name}\t{encode(frame).decode()}")
+        listeners = await self.client.publish(self.keys.gateway_channel(gateway), f"cmd\t{name}\t{encode(frame).decode()}")
+        return bool(listeners)
 
     async def record_maintenance_intent(self, name: str, on: bool, comments: str) -> None:
         """Maintenance for an offline agent: recorded on its record, applied by register.lua when

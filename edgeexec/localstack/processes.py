@@ -102,6 +102,9 @@ class PortTaken(RuntimeError):
     """Another process answers on the port a server was started on."""
 
 
+_NEEDS_PASSWORD = -1
+
+
 class RedisServer:
     """A private redis-server. ``start()`` returns only once *this* process answers on the port:
     a port picked free can be taken by someone else before the server binds it, and then a
@@ -146,27 +149,32 @@ class RedisServer:
         raise PortTaken(f"no free port held for redis-server after {self.START_ATTEMPTS} attempts")
 
     def _wait_serving(self, proc: Proc, timeout: float = 15.0) -> None:
+        """Return once ``proc`` answers on the port; PortTaken if something else holds the port."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if not proc.alive():
+                if "Address already in use" in proc.tail(20):
+                    raise PortTaken(f"port {self.port} is taken by another process")
+                raise RuntimeError(f"redis-server exited at start (exit {proc.popen.returncode}): {proc.tail(10)}")
             if port_open(self.port):
                 owner = self.owner_pid()
-                if owner == proc.pid or (owner is None and proc.alive()):
-                    return  # None: the server needs a password; it is ours if our process lives
-                if not proc.alive() or owner is not None:
-                    raise PortTaken(f"port {self.port} answers for process {owner}, not {proc.pid}")
-            elif not proc.alive():
-                raise PortTaken(f"redis-server exited at start (port {self.port} taken?); see {self.workdir}/redis.log")
+                if owner == proc.pid or owner == _NEEDS_PASSWORD:
+                    return  # a server that wants a password and whose process lives is ours
             time.sleep(0.05)
-        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for redis-server on port {self.port}")
+        raise TimeoutError(f"timed out after {timeout:.0f} s waiting for redis-server on port {self.port} "
+                           f"(log: {self.workdir}/redis.log)")
 
     def owner_pid(self) -> int | None:
-        """The process id of whatever redis answers on our port (None: it wants a password)."""
+        """The process id of the redis-server answering on our port; ``_NEEDS_PASSWORD`` if it
+        wants one; None if what answers is not (yet) a Redis we can ask."""
         import redis
 
         client = redis.Redis(port=self.port, socket_timeout=2)
         try:
             return int(client.info("server")["process_id"])
         except (redis.AuthenticationError, redis.ResponseError):
+            return _NEEDS_PASSWORD
+        except (redis.RedisError, OSError, KeyError, ValueError):
             return None
         finally:
             client.close()

@@ -66,12 +66,13 @@ class StackConfig:
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 """The Airflow processes the stack runs: what ``airflow standalone`` runs."""
-OWNED = ("AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__API__HOST",
-         "AIRFLOW__API__PORT", "AIRFLOW__API__BASE_URL", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
-         "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
-         "AIRFLOW__EDGEEXEC__REDIS_URL", "AIRFLOW__EDGEEXEC__SHARED_SECRET", "AIRFLOW__EDGEEXEC__ALLOW_SHARED_SECRET",
-         "AIRFLOW__EDGEEXEC__TOKEN", "AIRFLOW__EDGEEXEC__URL", "AIRFLOW__EDGEEXEC__EXECUTION_API_URL")
-"""Variables the stack sets whatever the caller has: its processes must find each other."""
+OWNED = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "AIRFLOW__API__", "AIRFLOW__API_AUTH__", "AIRFLOW__DATABASE__",
+         "AIRFLOW__EDGEEXEC__", "AIRFLOW__EXECUTION_API__", "AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__AUTH_MANAGER",
+         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__DAGS_FOLDER",
+         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "AIRFLOW__LOGGING__BASE_LOG_FOLDER")
+"""Variable names (prefixes) the stack owns whatever the caller has: its processes must find each
+other (ports, URLs, secrets, its own database and Redis), its API must answer without a login, and
+a caller's production airflow.cfg, TLS or auth settings must not reach a local SQLite stack."""
 
 
 class LocalStack:
@@ -100,8 +101,9 @@ class LocalStack:
         return self.cfg.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if self.cfg.inherit_airflow_env or not k.startswith("AIRFLOW")}
-        user = {k: v for k, v in env.items() if k.startswith("AIRFLOW") and k not in OWNED}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        user = {k: v for k, v in os.environ.items() if self.cfg.inherit_airflow_env and k.startswith("AIRFLOW")
+                and not k.startswith(OWNED)}
         env.update({
             "AIRFLOW_HOME": str(self.home / "airflow"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,

@@ -94,7 +94,8 @@ def another_agent_command(stack: LocalStack) -> str:
     """A command line that starts one more agent against this stack (its development secret included:
     the stack is local and accepts one shared secret)."""
     env = stack.agent_env()
-    keep = ("AIRFLOW_HOME", "AIRFLOW__EDGEEXEC__URL", "AIRFLOW__EDGEEXEC__TOKEN", "AIRFLOW__EDGEEXEC__EXECUTION_API_URL",
+    keep = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+            "AIRFLOW__EDGEEXEC__URL", "AIRFLOW__EDGEEXEC__TOKEN", "AIRFLOW__EDGEEXEC__EXECUTION_API_URL",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     assigns = " ".join(f"{k}={shlex.quote(env[k])}" for k in keep)
     return f"{assigns} {shlex.quote(str(Path(sys.executable).parent / 'agent'))} start -q other -c 4 --name agent-other"

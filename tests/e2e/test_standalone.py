@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -92,6 +93,7 @@ def test_standalone_runs_your_dags_on_your_agents_and_ctrl_c_stops_every_process
                              "--agent", "side-agent:other:2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
     children: list[psutil.Process] = []
+    extra: subprocess.Popen[bytes] | None = None
     try:
         lines = _read_until_ready(proc, 300)
         text = "".join(lines)
@@ -102,6 +104,8 @@ def test_standalone_runs_your_dags_on_your_agents_and_ctrl_c_stops_every_process
         cmdlines = [" ".join(c.cmdline()) for c in children]
         for component in ("api_server", "scheduler", "dag-processor", "triggerer", "edgeexec gateway"):
             assert any(component in c for c in cmdlines), f"no {component} among {cmdlines}"
+        scheduler = next(c for c in children if "scheduler" in " ".join(c.cmdline()))
+        assert scheduler.environ()["AIRFLOW__CORE__PARALLELISM"] == "7", "the caller's settings apply"
         wait_for(lambda: _api(url, "GET", "/dags/my_own_dag") is not None, 180, "my_own_dag to be parsed", 1.0)
         run_id = _api(url, "POST", "/dags/my_own_dag/dagRuns", {"logical_date": None})["dag_run_id"]
         wait_for(lambda: _api(url, "GET", f"/dags/my_own_dag/dagRuns/{run_id}")["state"] in ("success", "failed"),
@@ -118,6 +122,27 @@ def test_standalone_runs_your_dags_on_your_agents_and_ctrl_c_stops_every_process
             return str(r.hget(keys.job(str(job)), "agent"))
 
         assert agent_of("on_the_other_agent") == "side-agent" and agent_of("on_the_default_agent") == "main-agent"
+
+        # the printed command starts a complete agent: with side-agent in maintenance, it runs 'other'
+        extra_cmd = next(ln.strip() for ln in lines if "agent start -q other" in ln)
+        words = shlex.split(extra_cmd)
+        assigns = dict(w.split("=", 1) for w in words if "=" in w and w.split("=", 1)[0].isupper())
+        argv = [w for w in words if w.split("=", 1)[0] not in assigns]
+        extra = subprocess.Popen(argv, env={**os.environ, **assigns}, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: r.hget(keys.agent("agent-other"), "connected") == "1", 120,
+                 "the agent started with the printed command to connect")
+        local = subprocess.run([str(BIN / "agent"), "maintenance", "on", "--wait"], capture_output=True, text=True,
+                               env={**os.environ, "AIRFLOW__EDGEEXEC__NAME": "side-agent"}, timeout=60)
+        assert local.returncode == 0, local.stderr
+        second = _api(url, "POST", "/dags/my_own_dag/dagRuns", {"logical_date": None})["dag_run_id"]
+        wait_for(lambda: _api(url, "GET", f"/dags/my_own_dag/dagRuns/{second}")["state"] in ("success", "failed"),
+                 300, "the second run to finish", 1.0)
+        tis = {t["task_id"]: t for t in _api(url, "GET", f"/dags/my_own_dag/dagRuns/{second}/taskInstances")[
+            "task_instances"]}
+        assert agent_of("on_the_other_agent") == "agent-other", tis
+        os.killpg(extra.pid, signal.SIGINT)
+        assert extra.wait(60) == 0
         xcom = _api(url, "GET", f"/dags/my_own_dag/dagRuns/{run_id}/taskInstances/wait_deferred/xcomEntries/"
                                "return_value")
         assert "resumed after deferring" in str(xcom["value"]), "the deferred task resumed on an agent"
@@ -136,3 +161,5 @@ def test_standalone_runs_your_dags_on_your_agents_and_ctrl_c_stops_every_process
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+        if extra is not None and extra.poll() is None:
+            os.killpg(extra.pid, signal.SIGKILL)
