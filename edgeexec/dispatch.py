@@ -5,7 +5,8 @@ backend-neutral records it moves: job specs, events and orphans (pure).
 ``JobEvent``s back into Airflow states; a ``Dispatcher`` only moves jobs. One contract test
 suite runs against every dispatcher.
 
-A *ref* names one Airflow workload attempt (``ti:<ti id>:<try>`` or ``cb:<callback id>``); a *job
+A *ref* names one Airflow workload attempt (``ti:<ti id>:<try>``, ``cb:<callback id>`` or
+``ct:<connection test id>``); a *job
 id* names one submission of it. The same ref may be submitted twice (a rescheduled task is
 queued again with the same try number), so events carry both and the executor keeps only the
 newest job id per ref.
@@ -71,6 +72,10 @@ def callback_ref(callback_id: object) -> str:
     return f"cb:{callback_id}"
 
 
+def connection_test_ref(connection_test_id: object) -> str:
+    return f"ct:{connection_test_id}"
+
+
 def ti_id_of(ref: str) -> str | None:
     """The task-instance id inside a task ref, or None for other kinds."""
     kind, _, rest = ref.partition(":")
@@ -78,7 +83,8 @@ def ti_id_of(ref: str) -> str | None:
 
 
 def spec_for(workload: Any, default_queue: str) -> JobSpec:
-    """Map an Airflow ExecuteTask/ExecuteCallback workload to a JobSpec (duck-typed: no Airflow import)."""
+    """Map an Airflow ExecuteTask/ExecuteCallback/TestConnection workload to a JobSpec (duck-typed:
+    no Airflow import)."""
     payload = workload.model_dump_json()
     job_id = uuid.uuid4().hex
     ti = getattr(workload, "ti", None)
@@ -93,6 +99,12 @@ def spec_for(workload: Any, default_queue: str) -> JobSpec:
             workload_json=payload,
             executor_config=getattr(ti, "executor_config", None),
         )
+    if hasattr(workload, "connection_test_id"):
+        # "Test connection" in Airflow: runs where the connection is used (its queue), reports its
+        # result to the Execution API itself; the job only carries it there
+        return JobSpec(job_id=job_id, ref=connection_test_ref(workload.connection_test_id), kind="connection_test",
+                       queue=workload.queue or default_queue, slots=1, priority=CALLBACK_PRIORITY,
+                       workload_json=payload)
     callback = workload.callback
     queue = callback.data.get("queue") if isinstance(callback.data, dict) else None
     return JobSpec(

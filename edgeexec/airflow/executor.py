@@ -82,7 +82,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         specs: list[JobSpec] = []
         for workload in workload_items:
             key = workload.key
-            self.queued_tasks.pop(key, None) or self.queued_callbacks.pop(key, None)
+            self._unqueue(key)
             spec = self._unsent.pop(key, None) or spec_for(workload, self.default_queue)
             specs.append(spec)
             self._track(key, spec)
@@ -96,6 +96,12 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
                 self.running.discard(workload.key)
                 self._unsent[workload.key] = spec
                 self.queue_workload(workload, session=None)  # type: ignore[arg-type]
+
+    def _unqueue(self, key: Any) -> None:
+        """A workload lives in exactly one of Airflow's queues, by kind."""
+        for queued in (self.queued_tasks, self.queued_callbacks, self.queued_connection_tests):
+            if queued.pop(key, None) is not None:
+                return
 
     def _track(self, key: Any, spec: JobSpec) -> None:
         old = self._by_key.get(key)
@@ -140,7 +146,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
             return  # superseded, revoked, or another scheduler's job
         if self._unsent.pop(tracked.key, None) is not None:
             # a submit reported as failed had reached Redis after all: no retry, it is running
-            self.queued_tasks.pop(tracked.key, None) or self.queued_callbacks.pop(tracked.key, None)
+            self._unqueue(tracked.key)
             self.running.add(tracked.key)
         if event.state is JobState.RUNNING:
             self.running_state(tracked.key, event.external_id or event.job_id)
@@ -206,6 +212,10 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
 
 class EdgeExecutor(DispatchExecutor):
     """Runs tasks on edge agents: jobs in Redis, pushed by gateways over WebSockets."""
+
+    supports_connection_test = True
+    """"Test connection" runs on an agent serving the test's queue, so a connection reachable only
+    from an edge site tests green there. The agent reports the result to the Execution API."""
 
     def make_dispatcher(self) -> Dispatcher:
         from edgeexec.airflow.redis_dispatcher import RedisDispatcher

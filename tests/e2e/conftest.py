@@ -75,6 +75,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW__CORE__PARALLELISM": "32",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__EDGEEXEC__MOUNT_GATEWAY": "true",  # the API server also serves a gateway at /edgeexec
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",  # "Test connection" runs on agents
         "AIRFLOW__LOGGING__LOGGING_CONFIG_CLASS": "edgeexec.logging_config.LOGGING_CONFIG",
         "AIRFLOW_CONN_AWS_DEFAULT": batch_endpoint.connection_json(),
         "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE": batch_endpoint.queue,

@@ -247,3 +247,40 @@ def test_a_task_that_prints_its_environment_shows_no_edgeexec_secret(e2e: E2E) -
     job = e2e.job_of(ti.id, ti.try_number)
     stored = e2e.redis.get(e2e.keys.log(job["id"])) or ""
     assert "AIRFLOW_HOME=" in stored and secret not in stored
+
+
+def _connection_test(e2e: E2E, path: str, queue: str) -> dict[str, Any]:
+    """'Test connection' as the UI sends it (REST API), polled until the worker reported."""
+    import urllib.request
+
+    import orjson
+
+    conn_id = f"fs_{uuid.uuid4().hex[:8]}"
+    queued = e2e.stack.api("POST", "/connections/enqueue-test", {
+        "connection_id": conn_id, "conn_type": "fs", "extra": orjson.dumps({"path": path}).decode(),
+        "executor": "edgeexec.EdgeExecutor", "queue": queue})
+
+    def poll() -> dict[str, Any]:
+        req = urllib.request.Request(f"{e2e.stack.api_url}/api/v2/connections/enqueue-test",
+                                     headers={"Airflow-Connection-Test-Token": queued["token"]})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            out: dict[str, Any] = orjson.loads(resp.read())
+            return out
+
+    wait_for(lambda: poll()["state"] in ("success", "failed"), 120, f"the connection test of {conn_id}", 0.5)
+    return poll()
+
+
+def test_test_connection_runs_on_an_agent_serving_its_queue(e2e: E2E, tmp_path: Path) -> None:
+    """A path only 'the site' has tests green there and red where it is missing; both ran as jobs on
+    the agent serving the test's queue, which reported the result to Airflow itself."""
+    site_only = tmp_path / "only-at-the-site"
+    site_only.mkdir()
+    green = _connection_test(e2e, str(site_only), "other")
+    red = _connection_test(e2e, str(tmp_path / "missing"), "other")
+    assert (green["state"], red["state"]) == ("success", "failed"), (green, red)
+    assert "is existing" in str(green["result_message"]) and "does not exist" in str(red["result_message"])
+    jobs = [e2e.redis.hgetall(e2e.keys.job(str(e2e.redis.get(k))))
+            for k in e2e.redis.scan_iter(match=e2e.keys.ref("ct:*"), count=1000)]
+    assert len(jobs) >= 2 and {j["agent"] for j in jobs} == {"agent-other"}, jobs
+    assert all(j["kind"] == "connection_test" and j["state"] == "success" for j in jobs), jobs
