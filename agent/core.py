@@ -348,7 +348,11 @@ class Agent:
 
     async def _command(self, frame: p.Command) -> None:
         log.info("operator command: %s%s", frame.action, f" ({frame.comments})" if frame.comments else "")
-        if p.ACTIONS[p.Action(frame.action)].registers:
+        rule = p.ACTIONS[p.Action(frame.action)]
+        if not rule.agent:
+            log.warning("ignoring %r: the gateway does it on the agent's record, it is not for an agent", frame.action)
+            return
+        if rule.registers:
             self._before_change = self._before_change or (self.queues, self.concurrency)
             self.queues = frame.queues or self.queues
             self.concurrency = frame.concurrency or self.concurrency

@@ -84,6 +84,8 @@ async def _follow(stream: AsyncIterator[dict[str, Any]], agents: dict[str, dict[
         async for msg in stream:
             if msg.get("type") == "agent" and (not args.name or msg["agent"]["name"] == args.name):
                 agents[msg["agent"]["name"]] = msg["agent"]
+            elif msg.get("type") == "removed" and msg["agent"] in agents:
+                del agents[msg["agent"]]
             elif msg.get("type") == "queues":
                 queues = msg["queues"]
             else:
@@ -100,7 +102,10 @@ async def _follow(stream: AsyncIterator[dict[str, Any]], agents: dict[str, dict[
 async def command(client: ControlClient, args: argparse.Namespace, action: str, **fields: Any) -> int:
     target = "*" if getattr(args, "all", False) else (args.name or local_name())
     if target == "*" and not args.yes:
-        answer = input(f"{action.replace('_', ' ')} EVERY agent? type 'yes' to confirm: ")
+        try:
+            answer = input(f"{action.replace('_', ' ')} EVERY agent? type 'yes' to confirm: ")
+        except EOFError:  # no terminal to ask (a script): not a yes
+            answer = ""
         if answer.strip().lower() != "yes":
             print("cancelled", file=sys.stderr)
             return 1

@@ -529,6 +529,7 @@ class Action(StrEnum):
     SHUTDOWN = "shutdown"
     SET_QUEUES = "set_queues"
     SET_CONCURRENCY = "set_concurrency"
+    REMOVE = "remove"
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,6 +542,9 @@ class ActionRule:
     """Recorded for an agent that is offline and applied when it reconnects."""
     needs: str = ""
     """The Command field it cannot do without."""
+    agent: bool = True
+    """Sent to the agent; False: the gateway does it on the agent's record, and only while the
+    agent is offline (there is no agent to ask)."""
 
 
 ACTIONS: dict[Action, ActionRule] = {
@@ -550,10 +554,12 @@ ACTIONS: dict[Action, ActionRule] = {
     Action.SHUTDOWN: ActionRule("terminate running jobs and exit"),
     Action.SET_QUEUES: ActionRule("serve these queues (within the token's)", registers=True, needs="queues"),
     Action.SET_CONCURRENCY: ActionRule("run this many slots", registers=True, needs="concurrency"),
+    Action.REMOVE: ActionRule("forget an offline agent's record (refused while it is connected or holds jobs)",
+                              agent=False),
 }
 """The one table of operator commands: the gateway's control endpoint, the agent's local socket,
 the CLIs and the agent itself all read it."""
-LOCAL_ACTIONS = frozenset(a for a, rule in ACTIONS.items() if not rule.registers)
+LOCAL_ACTIONS = frozenset(a for a, rule in ACTIONS.items() if rule.agent and not rule.registers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -758,6 +764,11 @@ def subscribe() -> dict[str, Any]:
 
 def control_command(agent: str, action: str, request_id: Any, **fields: Any) -> dict[str, Any]:
     return {"type": "command", "agent": agent, "action": action, "id": request_id, **fields}
+
+
+def removed_agent(name: str) -> dict[str, Any]:
+    """An operator removed an offline agent's record: watchers drop it from their view."""
+    return {"type": "removed", "agent": name}
 
 
 def gone_agent(name: str) -> AgentRecord:

@@ -40,8 +40,9 @@ def close_code_table() -> str:
 def action_table() -> str:
     rows = ["| action | what it does | needs | over the local socket | for an offline agent |", "|---|---|---|---|---|"]
     for action, rule in p.ACTIONS.items():
-        local = "no: re-registers, checked against the token" if rule.registers else "yes"
-        offline = "recorded, applied at reconnect" if rule.offline else "refused"
+        local = ("no: done by the gateway" if not rule.agent
+                 else "no: re-registers, checked against the token" if rule.registers else "yes")
+        offline = ("only then" if not rule.agent else "recorded, applied at reconnect" if rule.offline else "refused")
         rows.append(f"| `{action.value}` | {rule.summary} | {f'`{rule.needs}`' if rule.needs else ''} | {local} | {offline} |")
     return "\n".join(rows)
 

@@ -125,6 +125,21 @@ def test_shutdown_all_stops_every_connected_agent_and_skips_offline_ones(fleet: 
     assert single.returncode == 1 and "offline" in single.stderr, "one named offline agent is a failure"
 
 
+def test_remove_agent_forgets_only_an_offline_agent(fleet: Fleet) -> None:
+    name = f"rm-{uuid.uuid4().hex[:6]}"
+    fleet.start_agent(name)
+    live = airflow(fleet, "edgeexec", "remove-agent", name)
+    assert live.returncode == 1 and "is connected" in live.stderr
+    ok(airflow(fleet, "edgeexec", "shutdown", name, "--wait"))
+    assert name in listed(fleet, "--name", name)
+    assert f"removed agent {name}" in ok(airflow(fleet, "edgeexec", "remove-agent", name))
+    assert name not in listed(fleet, "--name", name) and not fleet.record(name)
+    again = airflow(fleet, "edgeexec", "remove-agent", name)
+    assert again.returncode == 1 and f"no agent named {name!r}" in again.stderr
+    every = airflow(fleet, "edgeexec", "remove-agent", "*")
+    assert every.returncode == 2 and "agent name" in every.stderr
+
+
 def test_refusals_exit_non_zero_and_say_why(fleet: Fleet) -> None:
     """An unknown agent, no admin token, and an agent's token instead of an admin token."""
     unknown = airflow(fleet, "edgeexec", "maintenance", "on", "no-such-agent")

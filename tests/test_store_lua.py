@@ -467,3 +467,27 @@ def test_adopt_takes_any_number_of_refs(lua: Lua) -> None:
     d.start("heir2")
     assert d.adopt(dict.fromkeys([*refs, *[f"more-{i}" for i in range(3_000)]])) == {"r1": "j1"}
     assert lua.c.hget(lua.keys.job("j1"), "owner") == "heir2"
+
+
+def test_forget_removes_only_an_offline_agent_without_jobs(lua: Lua) -> None:
+    """An operator's remove: refused while the agent is connected or holds a job; then every trace
+    of it (record, fleet set, liveness, free slots) is gone and status watchers are told."""
+    lua.register("gone", 2, ("qa", "qb"))
+    lua.submit("j1", queue="qa")
+    assert lua.run(scripts.Forget("gone")) == "connected"
+    lua.run(scripts.Disconnect("gone", "s-gone", True, LIVENESS, 0))
+    assert lua.run(scripts.Forget("gone")) == "busy", "its job is still assigned to it"
+    lua.now += LIVENESS + 1
+    lua("reap", LIVENESS)  # declared lost: its unstarted job goes back to pending
+    ps = lua.c.pubsub()
+    ps.subscribe(lua.keys.status_channel)
+    ps.get_message(timeout=1)
+    assert lua.run(scripts.Forget("gone")) == "forgotten"
+    assert not lua.agent("gone") and "gone" not in lua.c.smembers(lua.keys.agents)
+    assert lua.c.zscore(lua.keys.heartbeats, "gone") is None
+    assert all(lua.c.zscore(lua.keys.free(q), "gone") is None for q in ("qa", "qb"))
+    assert lua.job("j1")["state"] == "pending"
+    msg = ps.get_message(timeout=2)
+    assert msg and msg["data"] == "gone"
+    ps.close()
+    assert lua.run(scripts.Forget("gone")) == "unknown"

@@ -68,5 +68,7 @@ def get_cli_commands() -> list[Any]:
         act("remove-queues", "stop an agent serving some queues", "remove_queues", name, queues),
         act("set-concurrency", "change an agent's slots", "set_concurrency", name,
             Arg(("concurrency",), type=int, help="slots")),
+        act("remove-agent", "forget an offline agent's record (not while it is connected or holds jobs)",
+            "remove_agent", name),
         tokens,
     ))]

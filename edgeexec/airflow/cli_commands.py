@@ -80,9 +80,18 @@ async def _agent(client: Any, name: str) -> Record:
     _fail(f"no agent named {name!r} is known (see `airflow edgeexec list-agents`)")
 
 
+def _valid_name(args: argparse.Namespace) -> None:
+    if getattr(args, "name", None) is not None:
+        try:
+            p.validate_agent_name(args.name)
+        except p.ProtocolError as exc:
+            _fail(str(exc), 2)
+
+
 def _command(args: argparse.Namespace, action: str, **fields: Any) -> None:
     from agent import operate
 
+    _valid_name(args)
     args.all = getattr(args, "all", False)
     args.yes = getattr(args, "yes", False)
     _run(args, lambda client: operate.command(client, args, action, **fields))
@@ -153,6 +162,7 @@ def maintenance_comment(args: argparse.Namespace) -> None:
         return await operate.command(client, args, p.Action.MAINTENANCE_ON, comments=args.comments)
 
     args.all, args.yes, args.wait = False, False, False
+    _valid_name(args)
     _run(args, body)
 
 
@@ -190,6 +200,7 @@ def _set_queues(args: argparse.Namespace, change: Callable[[list[str]], list[str
         return await operate.command(client, args, p.Action.SET_QUEUES, queues=new)
 
     args.all, args.yes, args.wait = False, False, False
+    _valid_name(args)
     _run(args, body)
 
 
@@ -205,6 +216,11 @@ def remove_queues(args: argparse.Namespace) -> None:
 
 def set_concurrency(args: argparse.Namespace) -> None:
     _command(args, p.Action.SET_CONCURRENCY, concurrency=args.concurrency)
+
+
+def remove_agent(args: argparse.Namespace) -> None:
+    """The gateway removes the record itself; an agent that is still there refuses to be forgotten."""
+    _command(args, p.Action.REMOVE)
 
 
 # ------------------------------------------------------------------------------------ tokens

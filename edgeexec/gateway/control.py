@@ -111,6 +111,8 @@ class ControlHub:
         target = msg.get("agent")
         if not isinstance(target, str) or not target:
             return False, "name the agent: \"agent\": NAME, or \"*\" for every agent"
+        if target == "*" and not p.ACTIONS[p.Action(frame.action)].agent:
+            return False, f"{frame.action} takes one agent's name, not \"*\""
         members: Any = await self.client.smembers(self.keys.agents) if target == "*" else [target]
         names: list[str] = sorted(members)
         results = [await self._command_one(n, frame, every=target == "*") for n in names]
@@ -128,7 +130,10 @@ class ControlHub:
         refused = _queues_refused(frame, route.token_queues)
         if refused:
             return False, refused
-        offline_ok = p.ACTIONS[p.Action(frame.action)].offline
+        rule = p.ACTIONS[p.Action(frame.action)]
+        if not rule.agent:
+            return await self._remove(name)
+        offline_ok = rule.offline
         if route.gateway:
             if await self.store.send_command(name, route.gateway, frame, supersedes_intent=offline_ok):
                 return True, f"{frame.action} sent to {name}"
@@ -140,6 +145,18 @@ class ControlHub:
         if every:
             return True, f"{name} is offline: skipped"
         return False, f"agent {name!r} is offline; {frame.action} needs a connected agent"
+
+    async def _remove(self, name: str) -> tuple[bool, str]:
+        outcome = await self.store.forget(name)
+        if outcome == "forgotten":
+            log.info("operator removed the record of offline agent %r", name)  # watchers hear it in on_status
+            return True, f"removed agent {name} (it was offline)"
+        if outcome == "connected":
+            return False, f"agent {name!r} is connected; stop it first (drain or shutdown), then remove it"
+        if outcome == "busy":
+            return False, (f"agent {name!r} still holds jobs; they are failed or returned once it is declared lost "
+                           "(liveness timeout): remove it after that")
+        return False, f"no agent named {name!r} is known; see `agent status`"
 
     # ------------------------------------------------------------------ status stream
 
@@ -168,8 +185,8 @@ class ControlHub:
         if not self.clients:
             return
         recs = await status.agents(self.client, self.keys, [name])
-        if recs:
-            await self._broadcast(p.agent_delta(recs[0]))
+        # no record: an operator removed it (on whichever gateway); every watcher drops it
+        await self._broadcast(p.agent_delta(recs[0]) if recs else p.removed_agent(name))
 
     def _ensure_queue_loop(self) -> None:
         if self._task is None or self._task.done():

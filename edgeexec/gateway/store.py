@@ -112,6 +112,10 @@ class GatewayStore:
         listeners = await self.client.publish(self.keys.gateway_channel(gateway), f"cmd\t{name}\t{encode(frame).decode()}")
         return bool(listeners)
 
+    async def forget(self, name: str) -> str:
+        """Remove an offline agent's record (``scripts.Forget``): forgotten, unknown, connected or busy."""
+        return await self._call(scripts.Forget(name))
+
     async def record_maintenance_intent(self, name: str, on: bool, comments: str) -> None:
         """Maintenance for an offline agent: recorded on its record, applied by register.lua when
         it reconnects, whatever state the agent still reports."""

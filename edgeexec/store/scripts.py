@@ -23,7 +23,7 @@ from edgeexec.dispatch import Orphan
 
 SCRIPT_NAMES = (
     "submit", "accept", "reject", "finish", "heartbeat", "register", "disconnect",
-    "reap", "cancel", "adopt", "oversized",
+    "reap", "cancel", "adopt", "oversized", "forget",
 )
 FIRST_ARG = 3
 """ARGV[1] is the key prefix, ARGV[2] the clock ('' = Redis' own); a script's own arguments follow."""
@@ -306,6 +306,16 @@ class Oversized(_Positional):
         return [(raw[i], raw[i + 1], raw[i + 2]) for i in range(0, len(raw), 3)]
 
 
+@dataclass(frozen=True, slots=True)
+class Forget(_Positional):
+    NAME: ClassVar[str] = "forget"
+    agent: str
+
+    def parse(self, raw: Any) -> str:
+        """forgotten | unknown | connected (refused) | busy (refused: it still holds jobs)"""
+        return str(raw)
+
+
 ENTRIES: dict[str, type[Any]] = {cls.NAME: cls for cls in (
-    Submit, Accept, Reject, Finish, Heartbeat, Register, Disconnect, Reap, Cancel, Adopt, Oversized)}
+    Submit, Accept, Reject, Finish, Heartbeat, Register, Disconnect, Reap, Cancel, Adopt, Oversized, Forget)}
 """Script name -> its entry; tests check it covers SCRIPT_NAMES and matches each script's ARGV locals."""
