@@ -82,12 +82,25 @@ def ti_id_of(ref: str) -> str | None:
     return rest.rpartition(":")[0] if kind == "ti" else None
 
 
+def _job_id(pre_assigned: object) -> str:
+    """The id Airflow assigned in the same commit that set the task QUEUED, where it did
+    (``pre_assigns_external_executor_id``): the job is then known by that id before it exists, so
+    a scheduler that crashed before submitting left nothing under it, and one that crashed after
+    left exactly that job; otherwise a fresh one."""
+    if pre_assigned:
+        try:
+            return uuid.UUID(str(pre_assigned)).hex
+        except ValueError:
+            pass  # not a UUID (another executor's id): a fresh one
+    return uuid.uuid4().hex
+
+
 def spec_for(workload: Any, default_queue: str) -> JobSpec:
     """Map an Airflow ExecuteTask/ExecuteCallback/TestConnection workload to a JobSpec (duck-typed:
     no Airflow import)."""
     payload = workload.model_dump_json()
-    job_id = uuid.uuid4().hex
     ti = getattr(workload, "ti", None)
+    job_id = _job_id(getattr(ti, "external_executor_id", None))
     if ti is not None:
         return JobSpec(
             job_id=job_id,

@@ -59,6 +59,17 @@ def test_task_workload_maps_to_spec() -> None:
     assert spec_for(_task_workload(queue=None, pool_slots=0), "dflt").queue == "dflt"
 
 
+def test_a_job_takes_the_id_airflow_pre_assigned() -> None:
+    """With pre_assigns_external_executor_id the scheduler has stored the id before the submit, so
+    the same queued try submitted again (a crash or a failed submit) is the same job."""
+    pre = "0b5e6f1c-8d7a-4c3e-9f21-5a6b7c8d9e0f"
+    first = spec_for(_task_workload(external_executor_id=pre), "default")
+    again = spec_for(_task_workload(external_executor_id=pre), "default")
+    assert first.job_id == again.job_id == pre.replace("-", "")
+    assert spec_for(_task_workload(), "default").job_id != spec_for(_task_workload(), "default").job_id
+    assert len(spec_for(_task_workload(external_executor_id="batch-job-7"), "default").job_id) == 32
+
+
 def test_callback_workload_goes_first() -> None:
     """Callbacks finish work already started, so they outrank any task."""
     cb = SimpleNamespace(callback=SimpleNamespace(id="c1", data={}), model_dump_json=lambda: "{}")

@@ -40,6 +40,8 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
     supports_callbacks = True
     is_local = False
     serve_logs = False
+    pre_assigns_external_executor_id = True
+    """The scheduler stores each task's job id in the update that marks it QUEUED (spec_for uses it)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -38,7 +38,8 @@ class E2E:
     def task_instances(self, dag_id: str, run_id: str) -> list[Any]:
         with self.db.connect() as c:
             return list(c.execute(sa.text(
-                "select id, task_id, map_index, state, try_number, start_date, end_date from task_instance "
+                "select id, task_id, map_index, state, try_number, start_date, end_date, external_executor_id "
+                "from task_instance "
                 "where dag_id = :d and run_id = :r order by task_id, map_index"), {"d": dag_id, "r": run_id}))
 
     def ti_ids(self, dag_id: str, run_id: str, task_id: str) -> dict[int, str]:

@@ -40,6 +40,9 @@ def test_task_routed_to_queue_runs_on_the_agent_serving_it(e2e: E2E) -> None:
     assert state == "success"
     (ti,) = e2e.task_instances("e2e_other_queue", run_id)
     assert e2e.job_of(ti.id, ti.try_number)["agent"] == "agent-other"
+    # the id the scheduler stored when it set the task QUEUED is the job's id
+    assert e2e.redis.get(e2e.keys.ref(f"ti:{uuid.UUID(str(ti.id))}:{ti.try_number}")) == \
+        uuid.UUID(str(ti.external_executor_id)).hex
 
 
 def test_failing_task_is_retried_once_then_failed(e2e: E2E) -> None:

@@ -128,6 +128,27 @@ def test_scheduler_crash_running_tasks_adopted_queued_not_duplicated(faults: Fau
     faults.check_ledger("faults_faults", run_id)
 
 
+def test_scheduler_killed_between_queued_and_submit_runs_each_try_once(faults: Faults) -> None:
+    """The window a crash can hit: the scheduler committed the tasks QUEUED (with their pre-assigned
+    job ids) but could not submit them (Redis is down, so every submit fails and is retried), and
+    is SIGKILLed. The next scheduler finds no job under those ids, Airflow resets the tries, and
+    each task runs exactly once: nothing lost, nothing doubled."""
+    faults.redis_server.stop()
+    FIGURES.faults["redis restart"] += 1
+    run_id = faults.run("faults_faults", {"n": 8, "seconds": 1})
+    # the run's first task (the mapped ones wait for it): QUEUED in the database, in no Redis
+    wait_for(lambda: any(t.state == "queued" for t in faults.tis("faults_faults", run_id)), 180,
+             "a task QUEUED while no submit can succeed", 0.5)
+    assert not [t for t in faults.tis("faults_faults", run_id) if t.state in ("running", "success")]
+    faults.stack.procs["scheduler"].stop(sig=signal.SIGKILL)
+    FIGURES.faults["scheduler SIGKILL"] += 1
+    faults.redis_server.start()
+    faults.stack.start_airflow("scheduler")
+    assert faults.wait("faults_faults", run_id) == "success"
+    faults.check_ledger("faults_faults", run_id)
+    faults.wait_connected()
+
+
 def test_same_agent_name_refused_while_alive_then_accepted_once_dead(faults: Faults) -> None:
     spec, via = AGENTS[0]
     original = faults.agent(spec.name)
