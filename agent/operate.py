@@ -122,7 +122,11 @@ async def _wait(client: ControlClient, name: str, action: str) -> int:
     done = WAIT_DONE[action]
     last = ""
     async for msg in client.stream():
-        recs = msg.get("agents", []) if msg.get("type") == "snapshot" else [msg.get("agent")]
+        if msg.get("type") == "removed" and msg.get("agent") == name:
+            print(f"{name} was removed by an operator", file=sys.stderr, flush=True)
+            return 1
+        recs = (msg.get("agents", []) if msg.get("type") == "snapshot"
+                else [msg["agent"]] if msg.get("type") == "agent" else [])
         for a in recs:
             if not a or a["name"] != name:
                 continue

@@ -108,6 +108,25 @@ def test_revoke_cancels_the_pending_job_and_emits_nothing(executor: Any, rclient
     assert executor.get_event_buffer() == {} and executor.running == set()
 
 
+def test_a_connection_test_the_reaper_failed_is_withdrawn(executor: Any, rclient: redis.Redis, keys: Keys) -> None:
+    """A 'Test connection' for a queue no agent serves waits as a job; when Airflow's reaper fails it
+    (fail_connection_test), the job is cancelled and the executor holds nothing for it."""
+    from airflow.executors.workloads import TestConnection
+
+    test_id = uuid.uuid4()
+    w = TestConnection(connection_test_id=test_id, connection_id="site_db", timeout=5, queue="nobody-serves-this",
+                       token="jwt-token")
+    _queue(executor, w)
+    executor.heartbeat()
+    job = rclient.get(keys.ref(f"ct:{test_id}"))
+    assert rclient.hget(keys.job(job), "kind") == "connection_test" and w.key in executor.running
+    executor.fail_connection_test(w.key)
+    assert rclient.hget(keys.job(job), "state") == "cancelled"
+    assert rclient.zcard(keys.pending("nobody-serves-this", 1)) == 0
+    executor.sync()
+    assert executor.running == set() and not executor._jobs and not executor._by_key
+
+
 def test_adoption_after_scheduler_restart(executor: Any, rclient: redis.Redis, keys: Keys) -> None:
     """A new scheduler adopts jobs it finds in Redis and receives their results; unknown ones are returned."""
     lua = Lua(rclient, keys)

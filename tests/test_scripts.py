@@ -62,4 +62,4 @@ def test_entries_encode_arguments_as_the_scripts_read_them() -> None:
     assert beat[3:] == ["\0", ""]  # unchanged comments and metrics
     assert scripts.Disconnect("a", "s", True, 1, 2).argv()[2] == "1"
     assert scripts.Finish("", "j", "failed", "why", None, 60_000, 0).argv()[4] == ""
-    assert scripts.Adopt("owner", ("r1", "r2")).argv() == ["owner", "r1", "r2"]
+    assert scripts.Adopt("owner", (("r1", ""), ("r2", "j2"))).argv() == ["owner", "r1\t", "r2\tj2"]

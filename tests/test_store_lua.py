@@ -462,7 +462,7 @@ def test_adopt_takes_any_number_of_refs(lua: Lua) -> None:
     script cannot unpack more than 8 000 values), and the dispatcher sends them in batches."""
     lua.submit("j1", ref="r1")
     refs = [f"gone-{i}" for i in range(9_000)] + ["r1"]
-    assert lua.run(scripts.Adopt("heir", tuple(refs))) == ["r1", "j1", "pending"]
+    assert lua.run(scripts.Adopt("heir", tuple((r, "") for r in refs))) == ["r1", "j1", "pending"]
     d = RedisDispatcher(lua.c, lua.keys, liveness_s=30, job_ttl_s=60)
     d.start("heir2")
     assert d.adopt(dict.fromkeys([*refs, *[f"more-{i}" for i in range(3_000)]])) == {"r1": "j1"}
@@ -491,3 +491,20 @@ def test_forget_removes_only_an_offline_agent_without_jobs(lua: Lua) -> None:
     assert msg and msg["data"] == "gone"
     ps.close()
     assert lua.run(scripts.Forget("gone")) == "unknown"
+
+
+def test_adopt_takes_only_the_job_airflow_knows_for_the_try(lua: Lua) -> None:
+    """A try queued again (after a deferral) under a new pre-assigned id, whose scheduler died
+    before submitting it: the ref's earlier, finished job is not adopted in its place (that would
+    report the new try finished); a scheduler that knows no id still gets the ref's newest job."""
+    lua.register("a1", 1)
+    lua.submit("first", ref="ti:t1:1")
+    lua("accept", "a1", "first", TTL)
+    lua.finish("a1", "first")
+    assert lua.run(scripts.Adopt("heir", (("ti:t1:1", "never-submitted"),))) == []
+    assert lua.run(scripts.Adopt("heir", (("ti:t1:1", "first"),)))[:2] == ["ti:t1:1", "first"]
+    assert lua.run(scripts.Adopt("heir", (("ti:t1:1", ""),)))[:2] == ["ti:t1:1", "first"]
+    d = RedisDispatcher(lua.c, lua.keys, liveness_s=30, job_ttl_s=60)
+    d.start("heir2")
+    pre = "0b5e6f1c-8d7a-4c3e-9f21-5a6b7c8d9e0f"
+    assert d.adopt({"ti:t1:1": pre}) == {}, "the pre-assigned try was never submitted"

@@ -199,6 +199,20 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
         self._unsent.pop(ti.key, None)
         self.queued_tasks.pop(ti.key, None)
 
+    def fail_connection_test(self, key: Any) -> None:
+        """Airflow's reaper failed a connection test nobody ran in time (in its database): withdraw
+        its job too, so it neither waits in a queue forever nor runs later with a dead token."""
+        super().fail_connection_test(key)
+        job_id = self._by_key.get(key)
+        tracked = self._forget(job_id) if job_id is not None else None
+        self._unsent.pop(key, None)
+        if tracked is None:
+            return
+        try:
+            self._dispatcher.cancel(tracked.ref, "connection test timed out (failed by the scheduler)")
+        except StoreUnavailable as exc:
+            self.log.warning("could not withdraw connection test %s: %s", tracked.ref, exc)
+
     def end(self) -> None:
         self.sync()
         self._dispatcher.stop(terminate=False)

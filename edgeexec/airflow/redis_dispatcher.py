@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -59,6 +60,16 @@ def _redis_errors(what: str) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise StoreUnavailable(f"Redis failed during {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _expected_job_id(external_id: str | None) -> str:
+    """The job id Airflow knows for a try ('' if none, or not one of ours)."""
+    if not external_id:
+        return ""
+    try:
+        return uuid.UUID(external_id).hex
+    except ValueError:
+        return ""
 
 
 class RedisDispatcher:
@@ -140,10 +151,11 @@ class RedisDispatcher:
         self._run(scripts.Cancel(ref, reason, self.ttl_ms))
 
     def adopt(self, refs: Mapping[str, str | None]) -> Mapping[str, str]:
-        """Edge jobs are found by ref in Redis; the external id is not needed."""
+        """Edge jobs are found by ref in Redis; where Airflow stored the try's job id (pre-assigned
+        or reported), only that job is adopted."""
         if not refs:
             return {}
-        refs_in = list(refs)
+        refs_in = [(ref, _expected_job_id(ext)) for ref, ext in refs.items()]
         adopted: dict[str, str] = {}
         for i in range(0, len(refs_in), ADOPT_BATCH):  # a dead scheduler may leave tens of thousands
             try:

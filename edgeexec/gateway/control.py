@@ -150,7 +150,8 @@ class ControlHub:
         outcome = await self.store.forget(name)
         if outcome == "forgotten":
             log.info("operator removed the record of offline agent %r", name)  # watchers hear it in on_status
-            return True, f"removed agent {name} (it was offline)"
+            return True, (f"removed agent {name} (it was offline); its token still admits it: revoke the token "
+                          "(`edgeexec token list`, `edgeexec token revoke ID`) if the host is gone for good")
         if outcome == "connected":
             return False, f"agent {name!r} is connected; stop it first (drain or shutdown), then remove it"
         if outcome == "busy":

@@ -286,11 +286,13 @@ class Cancel(_Positional):
 class Adopt:
     NAME: ClassVar[str] = "adopt"
     owner: str
-    refs: tuple[str, ...]
-    """Variadic: the rest of ARGV."""
+    refs: tuple[tuple[str, str], ...]
+    """Variadic: the rest of ARGV, one ``ref<TAB>expected job id`` each. With an expected id (the
+    one Airflow stored for the try), only that job is adopted: a try queued again after an earlier
+    job of the same ref finished is not mistaken for it; '' adopts the ref's newest job."""
 
     def argv(self) -> list[Any]:
-        return [self.owner, *self.refs]
+        return [self.owner, *(f"{ref}\t{expected}" for ref, expected in self.refs)]
 
     def parse(self, raw: Any) -> Mapping[str, str]:
         """ref -> job id for every ref that still has a job."""

@@ -2,14 +2,17 @@
 -- ARGV: prefix, now, then the fields of Adopt in edgeexec/store/scripts.py (their meaning is
 --       documented there), bound to locals of the same names below.
 -- Keys: ref:{ref} job:{id} events:{owner}
--- Returns {ref, id, state, ...} for every ref that still has a job; a job that finished while
+-- refs: 'ref<TAB>expected id' ('' = the ref's newest job); see Adopt in scripts.py.
+-- Returns {ref, id, state, ...} for every ref that still has that job; a job that finished while
 -- nobody owned it re-emits its final state to the new owner so the result is not lost.
 local owner = ARGV[3]
 local refs_from = 4  -- refs: ARGV[refs_from..] (read in place: unpack() stops at 8 000 values)
 local out = {}
 for i = refs_from, #ARGV do
-  local ref = ARGV[i]
+  local entry = ARGV[i]
+  local ref, expected = string.match(entry, '^([^\t]*)\t?(.*)$')
   local id = redis.call('GET', k('ref', ref))
+  if id and expected ~= '' and id ~= expected then id = nil end  -- an earlier job of the ref, not this try's
   local st = id and redis.call('HGET', k('job', id), 'state')
   if st then
     redis.call('HSET', k('job', id), 'owner', owner)
