@@ -79,9 +79,7 @@ class ControlHub:
             return
         if msg.get("type") == "subscribe":
             await self._watch_status()
-            fleet = await status.agents(self.client, self.keys)
-            queues = await status.queues(self.client, self.keys, fleet)
-            await self._send(ws, p.snapshot(fleet, queues))
+            await self._send_snapshot(ws)
             self._ensure_queue_loop()
         elif msg.get("type") == "command":
             ok, message = await self.command(msg)
@@ -209,17 +207,30 @@ class ControlHub:
         for ws in list(self.clients):
             await self._send(ws, msg)
 
+    async def _send_snapshot(self, ws: WebSocket) -> None:
+        """Read and send the snapshot under the client's lock: a delta broadcast meanwhile waits and
+        follows it. (Sent before it, the client would drop it, and the snapshot could predate it.)"""
+        lock = self.clients.get(ws)
+        if lock is None:
+            return
+        async with lock:
+            fleet = await status.agents(self.client, self.keys)
+            await self._send_now(ws, p.snapshot(fleet, await status.queues(self.client, self.keys, fleet)))
+
     async def _send(self, ws: WebSocket, msg: dict[str, Any]) -> None:
+        lock = self.clients.get(ws)
+        if lock is None:
+            await self._send_now(ws, msg)
+            return
+        async with lock:
+            await self._send_now(ws, msg)
+
+    async def _send_now(self, ws: WebSocket, msg: dict[str, Any]) -> None:
         """One frame to one client, bounded in time: a dashboard that stops reading is dropped
         instead of stalling the status stream of every other client."""
-        lock = self.clients.get(ws)
         try:
             async with asyncio.timeout(self.send_timeout):
-                if lock is None:
-                    await ws.send_text(orjson.dumps(msg).decode())
-                    return
-                async with lock:
-                    await ws.send_text(orjson.dumps(msg).decode())
+                await ws.send_text(orjson.dumps(msg).decode())
         except Exception as exc:  # noqa: BLE001 - a gone client is simply dropped
             log.debug("dropping status client: %s", exc)
             self.clients.pop(ws, None)
