@@ -100,14 +100,6 @@ def _command(args: argparse.Namespace, action: str, **fields: Any) -> None:
 # ------------------------------------------------------------------------------------ listing
 
 
-def _row(a: Record) -> Record:
-    jobs = a.get("jobs") or []
-    return {"name": a["name"], "state": a["state"], "queues": ",".join(a.get("queues") or []),
-            "slots": f"{a.get('used', 0)}/{a.get('concurrency', 0)}", "jobs": len(jobs),
-            "connected": a.get("connected", False), "comments": a.get("comments", ""),
-            "gateway": a.get("gateway", ""), "version": (a.get("versions") or {}).get("edgeexec", "")}
-
-
 def select(agents: list[Record], states: list[str] | None, queue: str | None, pattern: str | None) -> list[Record]:
     """The agents matching every filter given, by name."""
     return sorted((a for a in agents
@@ -129,11 +121,27 @@ def _print(rows: list[Record], output: str) -> None:
         AirflowConsole().print_as(data=rows, output=output)
 
 
+def _print_agents(agents: list[Record], output: str) -> None:
+    """Tables through the agent CLI's renderer: every value came from an agent, so it is shown
+    as plain text (no rich markup, no control characters), which Airflow's console would not do."""
+    from rich.console import Console
+
+    from agent.render import fleet_table, plain, row
+
+    if output == "table":
+        Console(width=None if sys.stdout.isatty() else 200).print(fleet_table(agents, {}))
+    else:
+        for a in agents:
+            print("\t".join(plain(v).plain for v in row(a)))
+
+
 def list_agents(args: argparse.Namespace) -> None:
     async def body(client: Any) -> int:
         chosen = select(await _agents(client), args.state, args.queue, args.name_pattern)
-        rows = chosen if args.output in ("json", "yaml") else [_row(a) for a in chosen]
-        _print(rows, args.output)
+        if args.output in ("json", "yaml"):
+            _print(chosen, args.output)
+        else:
+            _print_agents(chosen, args.output)
         return 0
 
     _run(args, body)
