@@ -158,8 +158,8 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited at start (exit {proc.popen.returncode}): {proc.tail(10)}")
             if port_open(self.port):
                 owner = self.owner_pid()
-                if owner == proc.pid or owner == _NEEDS_PASSWORD:
-                    return  # a server that wants a password and whose process lives is ours
+                if owner == proc.pid or (owner == _NEEDS_PASSWORD and "--requirepass" in self.extra):
+                    return  # ours wants a password we cannot send here; another one that does is not ours
             time.sleep(0.05)
         raise TimeoutError(f"timed out after {timeout:.0f} s waiting for redis-server on port {self.port} "
                            f"(log: {self.workdir}/redis.log)")
