@@ -713,6 +713,8 @@ class JobRecord(TypedDict):
     ref: str
     state: str
     kind: NotRequired[str]
+    queue: NotRequired[str]
+    label: NotRequired[str]
 
 
 class AgentRecord(TypedDict):
@@ -738,8 +740,15 @@ AGENT_RECORD_CHANGES = ("state", "queues", "concurrency", "used", "jobs", "comme
 """The fields whose change is worth an ``agent`` delta to a watcher (not metrics, not last_seen)."""
 
 
-def snapshot(agents: list[AgentRecord], queues: Mapping[str, Any]) -> dict[str, Any]:
-    return {"type": "snapshot", "agents": agents, "queues": dict(queues)}
+def snapshot(agents: list[AgentRecord], queues: Mapping[str, Any],
+             operator: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The fleet, and (``operator``) who the session is and whether it may command."""
+    return {"type": "snapshot", "agents": agents, "queues": dict(queues), "operator": dict(operator or {})}
+
+
+def session_info(operator: Mapping[str, Any]) -> dict[str, Any]:
+    """The session's operator changed (a permission was granted or withdrawn)."""
+    return {"type": "session", "operator": dict(operator)}
 
 
 def agent_delta(record: AgentRecord) -> dict[str, Any]:

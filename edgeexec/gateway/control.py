@@ -11,7 +11,10 @@ A command for an agent connected to another gateway is routed through Redis pub/
 for an offline agent is written to its record (``mop``, the operator's intent) and takes effect
 when it reconnects, whatever state the agent still reports. ``set_queues`` is refused here when
 the agent's token does not allow the queues, so the agent is never told to register with them.
-Control clients are admins: their sessions end when their token is revoked or expires.
+Who may watch and who may command comes from an ``Operators`` source (operators.py): admin
+tokens on a gateway, Airflow's auth manager on the page inside Airflow's UI. A session whose
+operator may only watch is refused every command; one whose credential is revoked or expires
+is closed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -26,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from edgeexec import protocol as p
 from edgeexec.gateway import pubsub, status
-from edgeexec.gateway.auth import Auth
+from edgeexec.gateway.operators import Operator, Operators
 from edgeexec.gateway.store import GatewayStore
 
 log = logging.getLogger(__name__)
@@ -35,35 +39,37 @@ SUBPROTOCOL = "edgeexec"
 
 
 class ControlHub:
-    """Built from what it needs: the gateway store (reads of the fleet, every write), the
-    gateway's authentication, and how long a send to one client may take."""
+    """Built from what it needs: the gateway store (reads of the fleet, every write), who its
+    operators are, and how long a send to one client may take."""
 
-    def __init__(self, store: GatewayStore, auth: Auth, *, send_timeout: float) -> None:
-        self.store, self.auth, self.send_timeout = store, auth, send_timeout
+    def __init__(self, store: GatewayStore, operators: Operators, *, send_timeout: float) -> None:
+        self.store, self.operators, self.send_timeout = store, operators, send_timeout
         self.client, self.keys = store.client, store.keys
         self.clients: dict[WebSocket, asyncio.Lock] = {}
-        self.tokens: dict[WebSocket, str] = {}
+        self.sessions: dict[WebSocket, Operator] = {}
         self._last_queues: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._status: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
     async def serve(self, ws: WebSocket) -> None:
-        who = await self.auth.admin(ws)
+        who = await self.operators.identify(ws)
         if isinstance(who, tuple):
-            await self.auth.deny(ws, who)
+            await self.operators.deny(ws, who)
             return
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None)
         self.clients[ws] = asyncio.Lock()
-        self.tokens[ws] = who.id
+        self.sessions[ws] = who
+        watch = asyncio.create_task(self._recheck(ws), name="control-recheck")
         try:
             while True:
                 await self._handle(ws, await ws.receive_text())
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            watch.cancel()
             self.clients.pop(ws, None)
-            self.tokens.pop(ws, None)
+            self.sessions.pop(ws, None)
             if not self.clients and self._status is not None:
                 # nobody watches: stop receiving a message per heartbeat of the whole fleet
                 self._status.cancel()
@@ -82,22 +88,58 @@ class ControlHub:
             await self._send_snapshot(ws)
             self._ensure_queue_loop()
         elif msg.get("type") == "command":
+            who = self.sessions.get(ws)
+            if who is None or not who.manage:
+                read_only = who.read_only if who else "the session has ended"
+                log.warning("refused a command from read-only operator %s: %s", who and who.name, read_only)
+                await self._send(ws, p.command_result(False, read_only, msg.get("id")))
+                return
+            log.info("operator %s: %s for %r", who.name, msg.get("action"), msg.get("agent"))
             ok, message = await self.command(msg)
             await self._send(ws, p.command_result(ok, message, msg.get("id")))
         else:
             await self._send(ws, p.control_error('use {"type": "subscribe"} or {"type": "command", ...}'))
 
     def token_ids(self) -> set[str]:
-        return set(self.tokens.values())
+        return {who.id for who in self.sessions.values()}
 
     async def drop_tokens(self, tids: set[str], why: str) -> None:
-        for ws in [ws for ws, tid in self.tokens.items() if tid in tids]:
-            log.warning("admin token %s was %s: closing its control session", self.tokens.get(ws), why)
-            self.clients.pop(ws, None)
-            self.tokens.pop(ws, None)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await ws.close(code=p.CloseCode.FORBIDDEN, reason=f"admin token {why}")
+        for ws in [ws for ws, who in self.sessions.items() if who.id in tids]:
+            await self._end(ws, f"admin token {why}")
+
+    async def _end(self, ws: WebSocket, why: str) -> None:
+        who = self.sessions.pop(ws, None)
+        log.warning("closing the control session of %s: %s", who.name if who else "?", why)
+        self.clients.pop(ws, None)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await ws.close(code=p.CloseCode.FORBIDDEN, reason=why[:120])
+
+    async def _recheck(self, ws: WebSocket) -> None:
+        """Ends a session when its credential expires, and (if the source asks for it) asks it
+        again now and then whether the operator still may watch, and may still command."""
+        interval = self.operators.recheck_interval
+        while (who := self.sessions.get(ws)) is not None:
+            left = who.expires_at - time.time() if who.expires_at is not None else None
+            if left is not None and left <= 0:
+                await self._end(ws, "session expired: reload the page to sign in again")
+                return
+            if interval is None and left is None:
+                return
+            await asyncio.sleep(min(x for x in (interval, left) if x is not None))
+            if interval is None or ws not in self.sessions:
+                continue
+            try:
+                now = await self.operators.recheck(ws, who)
+            except Exception:
+                log.exception("could not recheck the control session of %s", who.name)
+                now = "could not recheck the session's permissions: reload the page"
+            if isinstance(now, str):
+                await self._end(ws, now)
+                return
+            if now != who:
+                self.sessions[ws] = now
+                await self._send(ws, p.session_info(now.describe()))
 
     # ------------------------------------------------------------------ commands
 
@@ -215,7 +257,9 @@ class ControlHub:
             return
         async with lock:
             fleet = await status.agents(self.client, self.keys)
-            await self._send_now(ws, p.snapshot(fleet, await status.queues(self.client, self.keys, fleet)))
+            who = self.sessions.get(ws)
+            await self._send_now(ws, p.snapshot(fleet, await status.queues(self.client, self.keys, fleet),
+                                                who.describe() if who else None))
 
     async def _send(self, ws: WebSocket, msg: dict[str, Any]) -> None:
         lock = self.clients.get(ws)
@@ -234,7 +278,7 @@ class ControlHub:
         except Exception as exc:  # noqa: BLE001 - a gone client is simply dropped
             log.debug("dropping status client: %s", exc)
             self.clients.pop(ws, None)
-            self.tokens.pop(ws, None)
+            self.sessions.pop(ws, None)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):  # a client that does not read never takes the close
                     await ws.close()

@@ -41,6 +41,7 @@ from edgeexec.gateway.auth import Auth, peer
 from edgeexec.gateway.budget import TokenBucket
 from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.metrics import GatewayMetrics
+from edgeexec.gateway.operators import AdminTokens
 from edgeexec.gateway.session import AgentSession, close_with_error
 from edgeexec.gateway.store import Assignment, GatewayStore, Registration
 from edgeexec.store.keys import Keys
@@ -67,7 +68,7 @@ class Gateway:
         self.sessions: dict[str, AgentSession] = {}
         self.metrics = GatewayMetrics(settings.metrics_interval)
         self.auth = Auth(settings, client, self.keys, self.metrics)
-        self.control = ControlHub(self.store, self.auth, send_timeout=settings.send_timeout)
+        self.control = ControlHub(self.store, AdminTokens(self.auth), send_timeout=settings.send_timeout)
         self._listener: asyncio.Task[None] | None = None
         self._recheck: asyncio.Task[None] | None = None
         self.versions = {"edgeexec": __version__, **_airflow_version()}
