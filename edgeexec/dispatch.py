@@ -37,6 +37,8 @@ class JobSpec:
     priority: int
     workload_json: str = field(repr=False)
     executor_config: dict[str, Any] | None = None
+    label: str = ""
+    """What operators read for the job on the fleet pages (DAG, task, run, try); never parsed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,13 @@ def _job_id(pre_assigned: object) -> str:
     return uuid.uuid4().hex
 
 
+def task_label(ti: Any) -> str:
+    """``dag.task[map] run try N``: which task a job is, for people."""
+    index = getattr(ti, "map_index", -1)
+    mapped = f"[{index}]" if isinstance(index, int) and index >= 0 else ""
+    return f"{ti.dag_id}.{ti.task_id}{mapped} {ti.run_id} try {ti.try_number}"
+
+
 def spec_for(workload: Any, default_queue: str) -> JobSpec:
     """Map an Airflow ExecuteTask/ExecuteCallback/TestConnection workload to a JobSpec (duck-typed:
     no Airflow import)."""
@@ -111,13 +120,14 @@ def spec_for(workload: Any, default_queue: str) -> JobSpec:
             priority=int(ti.priority_weight or 0),
             workload_json=payload,
             executor_config=getattr(ti, "executor_config", None),
+            label=task_label(ti),
         )
     if hasattr(workload, "connection_test_id"):
         # "Test connection" in Airflow: runs where the connection is used (its queue), reports its
         # result to the Execution API itself; the job only carries it there
         return JobSpec(job_id=job_id, ref=connection_test_ref(workload.connection_test_id), kind="connection_test",
                        queue=workload.queue or default_queue, slots=1, priority=CALLBACK_PRIORITY,
-                       workload_json=payload)
+                       workload_json=payload, label=f"test of connection {getattr(workload, 'connection_id', '')}".strip())
     callback = workload.callback
     queue = callback.data.get("queue") if isinstance(callback.data, dict) else None
     return JobSpec(

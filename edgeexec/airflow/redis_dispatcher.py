@@ -121,7 +121,7 @@ class RedisDispatcher:
         pipe = self.client.pipeline(transaction=False)
         for j in jobs:
             self._queue(scripts.Submit(j.job_id, j.ref, j.queue, j.slots, j.priority, self.owner, j.kind,
-                                       j.workload_json), client=pipe)
+                                       j.workload_json, j.label), client=pipe)
         with _redis_errors("submit"):
             pipe.execute()
 

@@ -35,8 +35,13 @@ def _agent(values: list[Any], jobs: list[JobRecord]) -> AgentRecord | None:
     }
 
 
-def _job(job: str, ref: str | None, state: str | None, kind: str | None) -> JobRecord:
-    return {"job": job, "ref": ref or "", "state": state or "", "kind": kind or ""}
+JOB_FIELDS = ("ref", "state", "kind", "queue", "label")
+
+
+def _job(job: str, ref: str | None, state: str | None, kind: str | None, queue: str | None,
+         label: str | None) -> JobRecord:
+    return {"job": job, "ref": ref or "", "state": state or "", "kind": kind or "", "queue": queue or "",
+            "label": label or ""}
 
 
 def display_state(state: str, used: int) -> str:
@@ -58,7 +63,7 @@ async def agents(client: aioredis.Redis, keys: Keys, names: list[str] | None = N
     pipe = client.pipeline(transaction=False)
     for ids in job_ids:
         for j in ids:
-            pipe.hmget(keys.job(j), ["ref", "state", "kind"])
+            pipe.hmget(keys.job(j), list(JOB_FIELDS))
     flat = iter(await pipe.execute())
     out = []
     for i, ids in enumerate(job_ids):

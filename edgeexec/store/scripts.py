@@ -150,6 +150,8 @@ class Submit(_Positional):
     owner: str
     kind: str
     payload: str = field(repr=False)
+    label: str = ""
+    """For people only (fleet pages): DAG, task, run and try."""
 
     def parse(self, raw: Any) -> tuple[str, str]:
         """(queued | exists, the agent it was placed on or '')."""

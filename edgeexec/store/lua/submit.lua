@@ -5,8 +5,8 @@
 --       agent:{a} ajobs:{a} free:{q}; publishes 'run' on gw:{gateway of a}.
 -- A newer submission for the same ref replaces a still-pending older one (scheduler re-queue);
 -- an older one already on an agent is left to finish and its events are ignored by the executor.
-local id, ref, queue, slots, priority, owner, kind, payload = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7],
-  ARGV[8], ARGV[9], ARGV[10]
+local id, ref, queue, slots, priority, owner, kind, payload, label = ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+  ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local old = redis.call('GET', k('ref', ref))
 if old and old ~= id and redis.call('HGET', k('job', old), 'state') == 'pending' then
   unpend(old)
@@ -17,7 +17,7 @@ end
 if redis.call('EXISTS', k('job', id)) == 1 then return { 'exists', '' } end
 local seq = redis.call('INCR', k('seq'))
 redis.call('HSET', k('job', id), 'id', id, 'ref', ref, 'queue', queue, 'slots', slots,
-  'prio', priority, 'owner', owner, 'kind', kind, 'payload', payload, 'seq', seq, 'enq', NOW)
+  'prio', priority, 'owner', owner, 'kind', kind, 'payload', payload, 'seq', seq, 'enq', NOW, 'label', label)
 redis.call('SET', k('ref', ref), id)
 redis.call('SADD', k('queues'), queue)
 enqueue(id)
