@@ -72,6 +72,9 @@ class GatewaySettings(StoreSettings):
     mount_gateway: bool = field(
         default=False, metadata=doc("Also serve the gateway inside Airflow's API server at /edgeexec.")
     )
+    ui_page: bool = field(
+        default=True, metadata=doc("Serve the fleet page in Airflow's UI (Admin → Edge agents), with Airflow's sign-in.")
+    )
     redis_pool_size: int = field(
         default=64, metadata=doc("Redis connections per gateway; more concurrent calls wait for a free one.")
     )

@@ -1,5 +1,1 @@
-"""The gateway: a Starlette app holding the agents' WebSockets; all state lives in Redis."""
-
-from edgeexec.gateway.app import create_app
-
-__all__ = ["create_app"]
+"""The gateway: a Starlette app (app.create_app) holding the agents' WebSockets; all state lives in Redis."""

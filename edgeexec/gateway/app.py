@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from importlib import resources
 
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,16 +17,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from edgeexec.config.settings import GatewaySettings
+from edgeexec.gateway import page
 from edgeexec.gateway.service import SERVER_SEND, Gateway
 from edgeexec.store.redis_url import connect_async, redact
 
 log = logging.getLogger(__name__)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                               "connect-src 'self' ws: wss:",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
 AGENT_PATH = "/ws/agent"
 CONTROL_PATH = "/ws/control"
 
@@ -78,8 +72,8 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
         return JSONResponse({"status": "ok", "gateway": settings.gateway_id, "agents": len(gateway.sessions)})
 
     async def dashboard(request: Request) -> Response:
-        page = (resources.files("edgeexec.gateway") / "static" / "dashboard.html").read_bytes()
-        return Response(page, media_type="text/html", headers=SECURITY_HEADERS)
+        return page.dashboard(control_path=f"{request.scope.get('root_path', '')}{CONTROL_PATH}", auth="token",
+                              framed=False)
 
     async def metrics(request: Request) -> Response:
         denied = await gateway.auth.may_scrape(request.headers.get("authorization"),
