@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from websockets.asyncio.client import connect
 
@@ -19,6 +18,7 @@ from edgeexec import protocol as p
 from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 from edgeexec.store.keys import Keys
 from edgeexec.tokens import store as token_store
+from tests.browser import chromium, until
 from tests.servers import start_gateway
 from tests.test_gateway import RawAgent, _hello, _spec
 
@@ -42,28 +42,8 @@ def site(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture()
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,900"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-    yield driver
-    driver.save_screenshot(str(tmp_path / "dashboard.png"))
-    driver.quit()
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    for _ in range(int(timeout / 0.2)):
-        try:
-            value = await asyncio.to_thread(check)
-            if value:
-                return value
-        except Exception:  # noqa: BLE001 - element not rendered yet
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the dashboard never showed {what}")
+    with chromium(tmp_path) as driver:
+        yield driver
 
 
 async def test_dashboard_shows_the_fleet_live_and_toggles_maintenance(

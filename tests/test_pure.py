@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from starlette.websockets import WebSocket
 
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
 from edgeexec import states
+from edgeexec.airflow import ui_page
 from edgeexec.config.lookup import build, env_lookup
 from edgeexec.config.settings import GatewaySettings
 from edgeexec.dispatch import CALLBACK_PRIORITY, spec_for, ti_id_of
 from edgeexec.errors import ConfigError
+from edgeexec.gateway import page
+from edgeexec.protocol import Action
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +51,8 @@ def test_retry_classification() -> None:
 
 
 def _task_workload(**ti: object) -> SimpleNamespace:
-    base = dict(id="uuid-1", try_number=2, queue="remote", pool_slots=2, priority_weight=7)
+    base = dict(id="uuid-1", try_number=2, queue="remote", pool_slots=2, priority_weight=7, dag_id="d", task_id="t",
+                run_id="r", map_index=-1)
     base.update(ti)
     return SimpleNamespace(ti=SimpleNamespace(**base), model_dump_json=lambda: '{"token": "t"}')
 
@@ -160,3 +166,43 @@ def test_every_command_that_does_not_re_register_can_be_waited_for_and_done_loca
         if rule.needs:
             with pytest.raises(p.ProtocolError, match=rule.needs):
                 p.Command.from_dict({"type": "command", "action": action.value})
+
+
+def test_a_task_job_carries_a_label_people_can_read() -> None:
+    spec = spec_for(_task_workload(dag_id="etl", task_id="load", run_id="manual__1", map_index=3), "default")
+    assert spec.label == "etl.load[3] manual__1 try 2"
+    assert spec_for(_task_workload(), "default").label == "d.t r try 2"
+
+
+def _socket(headers: dict[str, str]) -> WebSocket:
+    scope = {"type": "websocket", "path": "/edgeexec/ui/ws", "headers": [
+        (k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    return WebSocket(scope, receive=None, send=None)  # type: ignore[arg-type]
+
+
+def test_the_airflow_page_socket_takes_a_browser_session_only_from_airflows_origin() -> None:
+    """Cross-site WebSocket hijacking: another site's page can open a socket to us and the
+    browser attaches the Airflow cookie; only the Origin tells the two apart."""
+    base = "https://airflow.example.com/"
+    ours = _socket({"host": "airflow.internal:8080", "origin": "http://airflow.internal:8080"})
+    proxied = _socket({"host": "10.0.0.5:8080", "origin": "https://airflow.example.com"})
+    assert ui_page.same_origin(ours, base) and ui_page.same_origin(proxied, base)
+    for origin in ("https://evil.example", "null", "", "https://airflow.example.com.evil.example"):
+        assert not ui_page.same_origin(_socket({"host": "airflow.internal:8080", "origin": origin}), base), origin
+    assert ui_page.credential(_socket({"cookie": "_token=abc; other=1"})) == ("abc", True)
+    assert ui_page.credential(_socket({"authorization": "Bearer xyz", "cookie": "_token=abc"})) == ("xyz", False)
+    assert ui_page.credential(_socket({})) == ("", True)
+
+
+def test_only_airflows_own_pages_may_frame_the_fleet_page() -> None:
+    inside = page.headers(framed=True)
+    alone = page.headers(framed=False)
+    assert "frame-ancestors 'self'" in inside["Content-Security-Policy"] and inside["X-Frame-Options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'none'" in alone["Content-Security-Policy"] and alone["X-Frame-Options"] == "DENY"
+
+
+def test_every_command_the_page_sends_is_a_protocol_action() -> None:
+    html = (Path(page.__file__).parent / "static" / "dashboard.html").read_text()
+    sent = set(re.findall(r'(?:command\([^,]+|bulk\()\s*,?\s*"([a-z_]+)"', html))
+    assert sent and sent <= {a.value for a in Action}, sent - {a.value for a in Action}
+    assert {"maintenance_on", "maintenance_off", "drain", "shutdown", "set_queues", "set_concurrency", "remove"} <= sent

@@ -50,7 +50,21 @@ class AgentSpec:
         return cls(name, queues, concurrency)
 
 
-@dataclass
+@dataclass(frozen=True)
+class StackUser:
+    """An Airflow user of the stack's SimpleAuthManager (role: viewer, user, op or admin); its
+    password is generated once per stack home (``LocalStack.password``)."""
+
+    name: str
+    role: str
+    teams: tuple[str, ...] = ()
+
+    def entry(self) -> str:
+        """As ``[core] simple_auth_manager_users`` lists it."""
+        return f"{self.name}:{self.role}" + (f":{'|'.join(self.teams)}" if self.teams else "")
+
+
+@dataclass(frozen=True)
 class StackConfig:
     home: Path
     dags_folder: Path
@@ -59,6 +73,8 @@ class StackConfig:
     agents: tuple[AgentSpec, ...] = (AgentSpec("agent-1"),)
     heartbeat_interval: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    users: tuple[StackUser, ...] = ()
+    """Airflow users who sign in; none: everybody is an admin without signing in (a local stack)."""
     inherit_airflow_env: bool = False
     """Keep the caller's AIRFLOW_* variables (connections, variables, tuning) where the stack does not
     have to own them, as ``airflow standalone`` does; tests start from a clean environment instead."""
@@ -71,7 +87,7 @@ OWNED = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "AIRFLOW__API__", "AIRFLOW__API_AUTH_
          "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER", "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__CORE__DAGS_FOLDER",
          "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "AIRFLOW__LOGGING__BASE_LOG_FOLDER")
 """Variable names (prefixes) the stack owns whatever the caller has: its processes must find each
-other (ports, URLs, secrets, its own database and Redis), its API must answer without a login, and
+other (ports, URLs, secrets, its own database and Redis), its users are its own (by default: no login), and
 a caller's production airflow.cfg, TLS or auth settings must not reach a local SQLite stack."""
 
 
@@ -85,6 +101,7 @@ class LocalStack:
         self.redis: RedisServer | None = None
         self.procs: dict[str, Proc] = {}
         self.redis_url = config.redis_url
+        self._tokens: dict[str, str] = {}
 
     # ------------------------------------------------------------------ environment
 
@@ -117,7 +134,7 @@ class LocalStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.cfg.dags_folder.resolve()),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(not self.cfg.users),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__EDGEEXEC__REDIS_URL": self.redis_url,
@@ -129,9 +146,21 @@ class LocalStack:
             "AIRFLOW__EDGEEXEC__EXECUTION_API_URL": f"{self.api_url}/execution/",
             "PYTHONUNBUFFERED": "1",
         })
+        if self.cfg.users:
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(u.entry() for u in self.cfg.users)
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self.home / "passwords.json")
         env.update(user)  # empty unless inherit_airflow_env: the caller's settings win where they may
         env.update(self.cfg.extra_env)
         return env
+
+    def password(self, user: str) -> str:
+        return self._persistent_secret(f"password-{user}")
+
+    def _write_passwords(self) -> None:
+        if self.cfg.users:
+            path = self.home / "passwords.json"
+            path.write_text(orjson.dumps({u.name: self.password(u.name) for u in self.cfg.users}).decode())
+            path.chmod(0o600)
 
     def _persistent_secret(self, name: str) -> str:
         """Secrets the api-server and scheduler must share; kept so a restarted stack keeps working."""
@@ -149,6 +178,7 @@ class LocalStack:
         if not self.redis_url:
             self.redis = RedisServer(self.home / "redis").start()
             self.redis_url = self.redis.url
+        self._write_passwords()
         self._airflow("db", "migrate")
         for component in COMPONENTS:
             self.start_airflow(component)
@@ -214,14 +244,31 @@ class LocalStack:
 
     # ------------------------------------------------------------------ Airflow REST API
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
+    def api(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        """A REST call; with users, signed in as the first admin among them."""
         import urllib.request
 
         data = orjson.dumps(body) if body is not None else None
-        req = urllib.request.Request(f"{self.api_url}/api/v2{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        head = {"Content-Type": "application/json", **(headers or {})}
+        admin = next((u.name for u in self.cfg.users if u.role == "admin"), None)
+        if admin is not None:
+            head.setdefault("Authorization", f"Bearer {self.login(admin)}")
+        req = urllib.request.Request(f"{self.api_url}/api/v2{path}", data=data, method=method, headers=head)
         with urllib.request.urlopen(req, timeout=30) as resp:
             return orjson.loads(resp.read() or b"null")
+
+    def login(self, user: str, *, fresh: bool = False) -> str:
+        """An Airflow API token for one of the stack's users (cached for the stack's life unless
+        ``fresh``: a new token, e.g. one to log out with)."""
+        import urllib.request
+
+        if fresh or user not in self._tokens:
+            req = urllib.request.Request(f"{self.api_url}/auth/token", method="POST",
+                                         data=orjson.dumps({"username": user, "password": self.password(user)}),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                self._tokens[user] = str(orjson.loads(resp.read())["access_token"])
+        return self._tokens[user]
 
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
         def parsed() -> bool:

@@ -11,13 +11,15 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from edgeexec.localstack.stack import AgentSpec, LocalStack, StackConfig
+from edgeexec.localstack.stack import AgentSpec, LocalStack, StackConfig, StackUser
 from edgeexec.store.keys import Keys
 from tests.conftest import REGION, BatchEndpoint
 from tests.servers import PostgresServer
 
 DAGS = Path(__file__).parent / "dags"
 HEARTBEAT = 3.0
+USERS = (StackUser("admin", "admin"), StackUser("ops", "op"), StackUser("watcher", "viewer"))
+"""Airflow users who sign in (SimpleAuthManager): an admin, one who may edit pools, one who may read."""
 AGENTS = (
     AgentSpec("agent-main", ("default",), 6),
     AgentSpec("agent-other", ("other",), 2),
@@ -85,7 +87,8 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW__AWS_BATCH_EXECUTOR__SUBMIT_JOB_KWARGS": '{"tags": {"deployment": "e2e"}}',
     }
     stack = LocalStack(StackConfig(home=home, dags_folder=DAGS, sql_alchemy_conn=pg.url if pg else "",
-                                   agents=AGENTS, heartbeat_interval=HEARTBEAT, extra_env=extra))
+                                   agents=AGENTS, heartbeat_interval=HEARTBEAT, extra_env=extra,
+                                   users=USERS))
     # the job definition's environment is what a real job image would be configured with
     extra["AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION"] = batch_endpoint.job_definition(
         f"airflow-{request.param}", {

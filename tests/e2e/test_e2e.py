@@ -254,8 +254,6 @@ def test_a_task_that_prints_its_environment_shows_no_edgeexec_secret(e2e: E2E) -
 
 def _connection_test(e2e: E2E, path: str, queue: str) -> dict[str, Any]:
     """'Test connection' as the UI sends it (REST API), polled until the worker reported."""
-    import urllib.request
-
     import orjson
 
     conn_id = f"fs_{uuid.uuid4().hex[:8]}"
@@ -264,11 +262,9 @@ def _connection_test(e2e: E2E, path: str, queue: str) -> dict[str, Any]:
         "executor": "edgeexec.EdgeExecutor", "queue": queue})
 
     def poll() -> dict[str, Any]:
-        req = urllib.request.Request(f"{e2e.stack.api_url}/api/v2/connections/enqueue-test",
-                                     headers={"Airflow-Connection-Test-Token": queued["token"]})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            out: dict[str, Any] = orjson.loads(resp.read())
-            return out
+        out: dict[str, Any] = e2e.stack.api("GET", "/connections/enqueue-test",
+                                            headers={"Airflow-Connection-Test-Token": queued["token"]})
+        return out
 
     wait_for(lambda: poll()["state"] in ("success", "failed"), 120, f"the connection test of {conn_id}", 0.5)
     return poll()
