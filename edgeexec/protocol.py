@@ -209,6 +209,18 @@ def validate_agent_name(name: str) -> str:
     return name
 
 
+TEAM_NAME = re.compile(r"^[A-Za-z0-9_-]{3,50}$")
+"""Airflow's own rule for team names (`airflow teams create`); they become a key prefix."""
+
+
+def validate_team_name(team: str) -> str:
+    """'' (no team) or an Airflow team name."""
+    if team and not TEAM_NAME.match(team):
+        raise ProtocolError(f"team {team[:60]!r} is not a valid Airflow team name: 3-50 letters, digits, '_' or '-'",
+                            CloseCode.INVALID_HELLO)
+    return team
+
+
 def validate_queue_name(queue: str) -> str:
     """Queue names are Airflow's ``queue=`` values; commas and whitespace would break the CLI lists."""
     if not queue or len(queue) > MAX_QUEUE_NAME or _QUEUE_FORBIDDEN.search(queue):
@@ -267,6 +279,8 @@ class Hello:
     jobs: tuple[JobStatus, ...] = ()
     state: str = "idle"
     comments: str = ""
+    team: str = ""
+    """The Airflow team the agent was started for ('' = none); a gateway serves one team's fleet."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Hello:
@@ -289,6 +303,7 @@ class Hello:
             jobs=tuple(JobStatus.from_obj(j) for j in _list(d.get("jobs", []), "jobs", f, MAX_CONCURRENCY)),
             state=_str(d.get("state", "idle"), "state", f, 32),
             comments=_str(d.get("comments", ""), "comments", f, MAX_REASON),
+            team=validate_team_name(_str(d.get("team", ""), "team", f, 51)),
         )
 
 

@@ -81,6 +81,9 @@ def _hello(**over: object) -> bytes:
         ({"name": "bad name!"}, "agent name"),
         ({"name": ""}, "agent name"),
         ({"concurrency": 0}, "out of range"),
+        ({"team": "x"}, "not a valid Airflow team name"),
+        ({"team": "team:b"}, "not a valid Airflow team name"),
+        ({"team": 7}, "team"),
     ],
 )
 def test_invalid_hello_is_refused_with_invalid_hello_code(over: dict[str, object], needle: str) -> None:

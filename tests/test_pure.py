@@ -11,6 +11,7 @@ import pytest
 from starlette.websockets import WebSocket
 
 from agent.reconnect import backoff_delay, close_code_is_fatal, http_status_is_fatal
+from edgeexec import cli as edgeexec_cli
 from edgeexec import states
 from edgeexec.airflow import ui_page
 from edgeexec.config.lookup import build, env_lookup
@@ -19,6 +20,7 @@ from edgeexec.dispatch import CALLBACK_PRIORITY, spec_for, ti_id_of
 from edgeexec.errors import ConfigError
 from edgeexec.gateway import page
 from edgeexec.protocol import Action
+from edgeexec.store.keys import Keys, keyspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,3 +208,33 @@ def test_every_command_the_page_sends_is_a_protocol_action() -> None:
     sent = set(re.findall(r'(?:command\([^,]+|bulk\()\s*,?\s*"([a-z_]+)"', html))
     assert sent and sent <= {a.value for a in Action}, sent - {a.value for a in Action}
     assert {"maintenance_on", "maintenance_off", "drain", "shutdown", "set_queues", "set_concurrency", "remove"} <= sent
+
+
+def test_a_team_is_a_keyspace_of_its_own() -> None:
+    """Team names follow Airflow's rule and become a key prefix no team-less key can have."""
+    assert keyspace("edgeexec", "") == "edgeexec"
+    assert keyspace("edgeexec", "team_a") == "edgeexec:team:team_a"
+    for bad in ("ab", "a b", "team:x", "x" * 51, "../x"):
+        with pytest.raises(ValueError):
+            keyspace("edgeexec", bad)
+    keys = Keys("edgeexec")
+    names = [getattr(keys, m)("x") if callable(getattr(keys, m)) else getattr(keys, m)
+             for m in dir(keys) if not m.startswith("_") and m != "prefix"
+             and (not callable(getattr(keys, m)) or getattr(keys, m).__code__.co_argcount == 2)]
+    assert names and not any(n.startswith("edgeexec:team:") for n in names), names
+    with pytest.raises(ConfigError, match="team"):
+        GatewaySettings.load(lambda name: None, team="no spaces allowed")
+
+
+def test_a_teams_environment_overrides_apply_to_gateways_and_clis() -> None:
+    env = {"AIRFLOW__EDGEEXEC__REDIS_URL": "redis://global", "AIRFLOW__TEAM_B___EDGEEXEC__REDIS_URL": "redis://b",
+           "AIRFLOW__EDGEEXEC__JOB_TTL": "600"}
+    team_b, team_a = env_lookup("edgeexec", env, "team_b"), env_lookup("edgeexec", env, "team_a")
+    assert (team_b("redis_url"), team_b("job_ttl"), team_a("redis_url")) == ("redis://b", "600", "redis://global")
+    assert GatewaySettings.load(team_b, team="team_b").keys().prefix == "edgeexec:team:team_b"
+
+
+@pytest.mark.parametrize("argv", [["token", "--team", "team_a", "list"], ["token", "list", "--team", "team_a"]])
+def test_token_flags_count_before_and_after_the_subcommand(argv: list[str]) -> None:
+    assert edgeexec_cli.parser().parse_args(argv).team == "team_a"
+    assert edgeexec_cli.parser().parse_args(["token", "list"]).team is None

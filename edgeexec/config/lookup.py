@@ -24,18 +24,46 @@ def doc(text: str) -> dict[str, str]:
     return {"doc": text}
 
 
-def env_lookup(section: str, environ: Mapping[str, str] | None = None) -> Lookup:
+def env_lookup(section: str, environ: Mapping[str, str] | None = None, team: str | None = None) -> Lookup:
+    """``AIRFLOW__<SECTION>__<NAME>`` variables; with ``team``, that team's
+    ``AIRFLOW__<TEAM>___<SECTION>__<NAME>`` first, as Airflow spells team overrides, so a gateway or
+    CLI given Airflow's environment finds the same per-team values as the team's executor."""
     env = os.environ if environ is None else environ
     prefix = f"AIRFLOW__{section.upper()}__"
-    return lambda name: env.get(prefix + name.upper())
-
-
-def airflow_lookup(section: str) -> Lookup:
-    """Airflow's own config (airflow.cfg plus AIRFLOW__SECTION__KEY variables)."""
-    from airflow.configuration import conf
+    team_prefix = f"AIRFLOW__{team.upper()}___{section.upper()}__" if team else ""
 
     def get(name: str) -> str | None:
-        value = conf.get(section, name, fallback=None)
+        if team_prefix and (value := env.get(team_prefix + name.upper())) is not None:
+            return value
+        return env.get(prefix + name.upper())
+
+    return get
+
+
+def env_team(section: str, flag: str | None) -> str | None:
+    """The team a process serves: its ``--team`` flag, else ``AIRFLOW__<SECTION>__TEAM``."""
+    return flag if flag is not None else os.environ.get(f"AIRFLOW__{section.upper()}__TEAM")
+
+
+def airflow_lookup(section: str, team: str | None = None) -> Lookup:
+    """Airflow's own config (airflow.cfg plus AIRFLOW__SECTION__KEY variables); with ``team``, that
+    team's overrides where it has them, spelled as Airflow defines them
+    (``AIRFLOW__<TEAM>___<SECTION>__<KEY>`` with its _CMD/_SECRET forms, or a ``[<team>=<section>]``
+    section), and the deployment's value for everything else. (Airflow's ``conf.get`` with a team
+    falls back to the option's *default*, not to the deployment's setting: a team would silently
+    lose the Redis every other component uses.)"""
+    import configparser
+
+    from airflow.configuration import conf
+
+    def overridden(name: str) -> bool:
+        env = f"AIRFLOW__{team.upper()}___{section.upper()}__{name.upper()}" if team else ""
+        return bool(team) and (any(f"{env}{suffix}" in os.environ for suffix in ("", "_CMD", "_SECRET"))
+                               or configparser.ConfigParser.has_option(conf, f"{team}={section}", name))
+
+    def get(name: str) -> str | None:
+        value = (conf.get(section, name, fallback=None, team_name=team) if overridden(name)
+                 else conf.get(section, name, fallback=None))
         return None if value is None else str(value)
 
     return get

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeexec.config.lookup import Lookup, build, doc, env_lookup
 from edgeexec.errors import ConfigError
-from edgeexec.store.keys import DEFAULT_PREFIX
+from edgeexec.store.keys import DEFAULT_PREFIX, Keys, keyspace
 
 SECTION = "edgeexec"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -38,8 +38,15 @@ class StoreSettings:
         default=0.0, metadata=doc("Seconds of silence before an agent is lost; 0 = 3 x heartbeat_interval.")
     )
     job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
+    team: str = field(default="", metadata=doc(
+        "Airflow team ([core] multi_team) whose fleet this gateway or CLI serves; empty = the team-less fleet. "
+        "Executors take it from [core] executor."))
 
     def __post_init__(self) -> None:
+        try:
+            keyspace(self.redis_prefix, self.team)
+        except ValueError as exc:
+            raise ConfigError(f"[edgeexec] team: {exc}") from None
         if self.heartbeat_interval <= 0:
             raise ConfigError("[edgeexec] heartbeat_interval must be > 0 seconds")
         if self.job_ttl < 60:
@@ -49,6 +56,10 @@ class StoreSettings:
     @property
     def liveness(self) -> float:
         return self.liveness_timeout or 3 * self.heartbeat_interval
+
+    def keys(self) -> Keys:
+        """The keys of this component's fleet: its team's keyspace."""
+        return Keys(keyspace(self.redis_prefix, self.team))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 (lua/lib.lua, ``k(...)``) builds the same names from the same prefix.
 
 ``{p}`` is the configurable prefix (``[edgeexec] redis_prefix``, default ``edgeexec``), so several
-installations can share one Redis. Queue and agent names are always the *last* segment of a key,
+installations can share one Redis. With Airflow's multi-team mode every team has its own
+keyspace, ``{redis_prefix}:team:{team}`` (``keyspace()``): its jobs, queues, agents and tokens, so
+equal queue or agent names in two teams never meet, and no script of one team reads another's
+keys. No key of the team-less keyspace has ``team`` as its first segment. Queue and agent names are always the *last* segment of a key,
 which keeps keys unambiguous even though names may contain ``:``.
 
 | key                          | type    | holds                                                    | expiry |
@@ -32,7 +35,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeexec.protocol import validate_team_name
+
 DEFAULT_PREFIX = "edgeexec"
+
+
+def keyspace(prefix: str, team: str) -> str:
+    """The key prefix of one team's fleet ('' = no team: the prefix itself); ProtocolError
+    (a ValueError) for a name Airflow would not accept as a team."""
+    return f"{prefix}:team:{validate_team_name(team)}" if team else prefix
 
 
 @dataclass(frozen=True, slots=True)
