@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("-c", "--concurrency", type=int, help="slots: pool slots of work run at once")
     start.add_argument("-H", "--name", "--edge-hostname", dest="name", help="agent name (default: host name)")
     start.add_argument("--url", help="gateway agent endpoint, e.g. wss://gateway.example/ws/agent")
+    start.add_argument("--team", help="the Airflow team this agent works for (multi-team; its gateway serves it)")
     start.add_argument("--token", help="agent token (prefer AIRFLOW__EDGEEXEC__TOKEN: flags show in ps)")
     start.add_argument("--execution-api-url", help="Airflow Execution API URL")
     start.add_argument("--drain-timeout", type=float, help="seconds a drain waits before terminating jobs")
@@ -86,7 +87,8 @@ def _start(args: argparse.Namespace) -> int:
 
     try:
         settings = AgentSettings.load(
-            queues=args.queues, concurrency=args.concurrency, name=args.name, url=args.url, token=args.token,
+            queues=args.queues, concurrency=args.concurrency, name=args.name, team=args.team, url=args.url,
+            token=args.token,
             execution_api_url=args.execution_api_url, drain_timeout=args.drain_timeout,
             kill_grace=args.kill_grace, ca_file=args.ca_file, journal=args.journal,
         )

@@ -254,7 +254,7 @@ class Agent:
     def _hello(self) -> p.Hello:
         return p.Hello(name=self.s.name, instance=self.instance, queues=self.queues,
                        concurrency=self.concurrency, versions=_versions(), jobs=self.book.hello_jobs(),
-                       state=self.state, comments=self.comments)
+                       state=self.state, comments=self.comments, team=self.s.team)
 
     async def _send(self, frame: p.Frame) -> None:
         ws = self.ws

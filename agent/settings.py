@@ -9,7 +9,7 @@ from typing import Any
 
 from edgeexec.config.lookup import build, doc, env_lookup
 from edgeexec.errors import ConfigError
-from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
+from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name, validate_team_name
 
 SECTION = "edgeexec"
 SECRET_SETTINGS = ("TOKEN", "ADMIN_TOKEN", "SHARED_SECRET", "METRICS_TOKEN")
@@ -34,6 +34,8 @@ def scrub_secrets(environ: MutableMapping[str, str], *secrets: str) -> list[str]
 class AgentSettings:
     url: str = field(default="ws://127.0.0.1:8765/ws/agent", metadata=doc("Gateway agent endpoint (ws:// or wss://)."))
     name: str = field(default_factory=socket.gethostname, metadata=doc("Agent name; unique in the fleet."))
+    team: str = field(default="", metadata=doc(
+        "Airflow team ([core] multi_team) the agent works for; its gateway must serve that team. Empty = none."))
     queues: tuple[str, ...] = field(default=("default",), metadata=doc("Airflow queues this agent serves."))
     concurrency: int = field(default=8, metadata=doc("Slots: how many pool slots of work run at once."))
     token: str = field(default="", metadata=doc("Secret sent as `Authorization: Bearer ...`."))
@@ -55,6 +57,7 @@ class AgentSettings:
     def __post_init__(self) -> None:
         try:
             validate_agent_name(self.name)
+            validate_team_name(self.team)
             for q in self.queues:
                 validate_queue_name(q)
         except ProtocolError as exc:

@@ -18,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--port", type=int)
     gw.add_argument("--redis-url")
     gw.add_argument("--redis-prefix")
+    gw.add_argument("--team", help="the Airflow team whose agents this gateway serves (multi-team); default: none")
     gw.add_argument("--shared-secret", help="prefer AIRFLOW__EDGEEXEC__SHARED_SECRET: flags show in ps")
     gw.add_argument("--heartbeat-interval", type=float)
     gw.add_argument("--max-frame-bytes", type=int)
@@ -34,8 +35,12 @@ def parser() -> argparse.ArgumentParser:
     tsub.add_parser("list", help="list tokens (never their secrets)").add_argument("--json", action="store_true")
     tsub.add_parser("revoke", help="revoke a token; a connected agent using it is dropped").add_argument("id")
     for tp in (tok, *tsub.choices.values()):
-        tp.add_argument("--redis-url")
-        tp.add_argument("--redis-prefix")
+        # given before or after the subcommand; a copy on the subcommand must not reset the parent's value
+        default = None if tp is tok else argparse.SUPPRESS
+        tp.add_argument("--redis-url", default=default)
+        tp.add_argument("--redis-prefix", default=default)
+        tp.add_argument("--team", default=default,
+                        help="the Airflow team whose tokens these are (multi-team); default: none")
     for name, text in (("standalone", "run Airflow + Redis + gateway + agent locally until Ctrl-C"),
                        ("demo", "run the example DAGs on a local stack, print a table, exit 0 iff all succeeded")):
         sp = sub.add_parser(name, help=text)
@@ -72,11 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    from edgeexec.config.settings import GatewaySettings
+    from edgeexec.config.lookup import env_lookup, env_team
+    from edgeexec.config.settings import SECTION, GatewaySettings
     from edgeexec.gateway.server import serve
 
+    team = env_team(SECTION, args.team)
     settings = GatewaySettings.load(
-        host=args.host, port=args.port, redis_url=args.redis_url, redis_prefix=args.redis_prefix,
+        env_lookup(SECTION, team=team), host=args.host, port=args.port, redis_url=args.redis_url,
+        redis_prefix=args.redis_prefix, team=team,
         shared_secret=args.shared_secret, heartbeat_interval=args.heartbeat_interval,
         max_frame_bytes=args.max_frame_bytes, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
     )

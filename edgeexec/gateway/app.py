@@ -52,7 +52,8 @@ def create_app(settings: GatewaySettings, client: aioredis.Redis | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
-        log.info("gateway %s ready (redis %s)", settings.gateway_id, redact(settings.redis_url))
+        log.info("gateway %s ready (redis %s, keyspace %s%s)", settings.gateway_id, redact(settings.redis_url),
+                 gateway.keys.prefix, f", team {settings.team}" if settings.team else "")
         try:
             yield
         finally:

@@ -26,6 +26,10 @@ class Operator:
     name: str
     read_only: str = ""
     expires_at: float | None = None
+    team: str = ""
+    """The team whose fleet the session watches ('' = the team-less fleet)."""
+    teams: tuple[str, ...] = ()
+    """Every team's fleet this operator may watch (the page offers to switch)."""
 
     @property
     def manage(self) -> bool:
@@ -33,7 +37,8 @@ class Operator:
 
     def describe(self) -> dict[str, object]:
         """What the page shows about its own session."""
-        return {"name": self.name, "manage": self.manage, "read_only": self.read_only}
+        return {"name": self.name, "manage": self.manage, "read_only": self.read_only, "team": self.team,
+                "teams": list(self.teams)}
 
 
 class Operators(Protocol):
@@ -56,14 +61,14 @@ class AdminTokens:
 
     recheck_interval: float | None = None
 
-    def __init__(self, auth: Auth) -> None:
-        self.auth = auth
+    def __init__(self, auth: Auth, team: str = "") -> None:
+        self.auth, self.team = auth, team
 
     async def identify(self, ws: WebSocket) -> Operator | Denial:
         who = await self.auth.admin(ws)
         if isinstance(who, tuple):
             return who
-        return Operator(id=who.id, name=f"admin token {who.id}")
+        return Operator(id=who.id, name=f"admin token {who.id}", team=self.team)
 
     async def deny(self, ws: WebSocket, denial: Denial) -> None:
         await self.auth.deny(ws, denial)

@@ -44,7 +44,6 @@ from edgeexec.gateway.metrics import GatewayMetrics
 from edgeexec.gateway.operators import AdminTokens
 from edgeexec.gateway.session import AgentSession, close_with_error
 from edgeexec.gateway.store import Assignment, GatewayStore, Registration
-from edgeexec.store.keys import Keys
 from edgeexec.tokens import store as token_store
 from edgeexec.tokens.model import SHARED_SECRET, TokenInfo, check_hello
 
@@ -63,12 +62,12 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, client: aioredis.Redis) -> None:
         self.settings = settings
         self.client = client
-        self.keys = Keys(settings.redis_prefix)
+        self.keys = settings.keys()
         self.store = GatewayStore(client, self.keys, liveness_s=settings.liveness, job_ttl_s=settings.job_ttl)
         self.sessions: dict[str, AgentSession] = {}
         self.metrics = GatewayMetrics(settings.metrics_interval)
         self.auth = Auth(settings, client, self.keys, self.metrics)
-        self.control = ControlHub(self.store, AdminTokens(self.auth), send_timeout=settings.send_timeout)
+        self.control = ControlHub(self.store, AdminTokens(self.auth, settings.team), send_timeout=settings.send_timeout)
         self._listener: asyncio.Task[None] | None = None
         self._recheck: asyncio.Task[None] | None = None
         self.versions = {"edgeexec": __version__, **_airflow_version()}
@@ -151,6 +150,7 @@ class Gateway:
             self.metrics.frames_in.labels(type=frame.TYPE).inc()
             p.negotiate(frame.protocols)
             check_hello(who, frame)
+            _check_team(frame, self.settings.team)
             return frame
         except p.ProtocolError as exc:
             log.warning("refused hello from %s: %s", ws.client, exc)
@@ -432,3 +432,13 @@ def _airflow_version() -> dict[str, str]:
         return {"airflow": version("apache-airflow-core")}
     except Exception:  # noqa: BLE001 - a gateway does not need Airflow installed
         return {}
+
+
+def _check_team(hello: p.Hello, team: str) -> None:
+    """A gateway serves one team's fleet (its keyspace): an agent of another team is refused, never
+    registered where it would serve that team's jobs."""
+    if hello.team != team:
+        ours = f"team {team!r}" if team else "no team"
+        theirs = f"team {hello.team!r}" if hello.team else "no team"
+        raise p.ProtocolError(f"this gateway serves {ours}, but the agent was started for {theirs}: connect it to "
+                              f"its team's gateway, or fix --team / AIRFLOW__EDGEEXEC__TEAM", p.CloseCode.FORBIDDEN)

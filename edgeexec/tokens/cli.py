@@ -9,7 +9,8 @@ import sys
 import orjson
 import redis
 
-from edgeexec.config.settings import GatewaySettings
+from edgeexec.config.lookup import env_lookup, env_team
+from edgeexec.config.settings import SECTION, GatewaySettings
 from edgeexec.errors import ConfigError
 from edgeexec.protocol import ProtocolError, validate_agent_name, validate_queue_name
 from edgeexec.store.keys import Keys
@@ -67,9 +68,11 @@ def create(client: redis.Redis, keys: Keys, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = GatewaySettings.load(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+    team = env_team(SECTION, args.team)
+    settings = GatewaySettings.load(env_lookup(SECTION, team=team), redis_url=args.redis_url,
+                                    redis_prefix=args.redis_prefix, team=team)
     client = connect(settings.redis_url, decode_responses=True)
-    keys = Keys(settings.redis_prefix)
+    keys = settings.keys()
     if args.token_command == "create":
         return _create(client, keys, args)
     if args.token_command == "list":
