@@ -17,6 +17,10 @@ from edgeexec.dispatch import Dispatcher
 class BatchExecutor(DispatchExecutor):
     """Every task in its own AWS Batch job; configured in ``[aws_batch_executor]``."""
 
+    supports_multi_team = True
+    """One executor per team; each reads its team's overrides (job queue, role, region...),
+    e.g. ``AIRFLOW__TEAM_A___AWS_BATCH_EXECUTOR__JOB_QUEUE``."""
+
     def make_dispatcher(self) -> Dispatcher:
-        settings = BatchSettings.load(airflow_lookup(SECTION))
+        settings = BatchSettings.load(airflow_lookup(SECTION, self.team_name))
         return BatchDispatcher(settings, lambda: make_client(settings.aws_conn_id, settings.region_name))

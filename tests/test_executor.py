@@ -246,3 +246,45 @@ def test_read_only_and_out_of_memory_errors_are_retried_not_raised(small_redis: 
         d.submit([JobSpec("j", "r", "task", "q", 1, 0, "w")])
     client.config_set("maxmemory", 0)
     client.close()
+
+
+def test_a_team_executor_keeps_its_jobs_in_its_team_keyspace(redis_server: Any, keys: Keys,
+                                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """EdgeExecutor(team_name=...) reads its team's overrides where they exist and the deployment's
+    values otherwise (Airflow's conf.get with a team would fall back to defaults instead), and
+    submits into the team's own keyspace."""
+    from edgeexec import EdgeExecutor
+    from edgeexec.config.lookup import airflow_lookup
+    from edgeexec.store.keys import keyspace
+
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    monkeypatch.setenv("AIRFLOW__EDGEEXEC__REDIS_URL", redis_server.url)
+    monkeypatch.setenv("AIRFLOW__EDGEEXEC__REDIS_PREFIX", keys.prefix)
+    monkeypatch.setenv("AIRFLOW__EDGEEXEC__JOB_TTL", "600")
+    monkeypatch.setenv("AIRFLOW__TEAM_B___EDGEEXEC__JOB_TTL", "120")
+    assert (airflow_lookup("edgeexec", "team_a")("job_ttl"), airflow_lookup("edgeexec", "team_b")("job_ttl"),
+            airflow_lookup("edgeexec")("job_ttl")) == ("600", "120", "600")
+    assert airflow_lookup("edgeexec", "team_a")("redis_url") == redis_server.url
+    ex = EdgeExecutor(parallelism=2, team_name="team_b")
+    dispatcher = ex.make_dispatcher()
+    assert (ex.settings.team, ex.settings.job_ttl) == ("team_b", 120)
+    assert ex.settings.keys().prefix == keyspace(keys.prefix, "team_b") == f"{keys.prefix}:team:team_b"
+    assert dispatcher.keys.prefix == f"{keys.prefix}:team:team_b"
+    assert EdgeExecutor.supports_multi_team
+
+
+def test_a_team_batch_executor_reads_its_teams_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BatchExecutor(team_name=...) submits to its team's job queue; other settings are the deployment's."""
+    from batchexec import BatchExecutor
+
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    monkeypatch.setenv("AIRFLOW__AWS_BATCH_EXECUTOR__JOB_QUEUE", "shared-queue")
+    monkeypatch.setenv("AIRFLOW__AWS_BATCH_EXECUTOR__JOB_DEFINITION", "airflow-task")
+    monkeypatch.setenv("AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME", "eu-west-1")
+    monkeypatch.setenv("AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME", "airflow-task")
+    monkeypatch.setenv("AIRFLOW__TEAM_B___AWS_BATCH_EXECUTOR__JOB_QUEUE", "team-b-queue")
+    dispatchers = {team: BatchExecutor(parallelism=2, team_name=team).make_dispatcher() for team in ("team_a", "team_b")}
+    settings = {team: d.settings for team, d in dispatchers.items()}
+    assert (settings["team_a"].job_queue, settings["team_b"].job_queue) == ("shared-queue", "team-b-queue")
+    assert settings["team_b"].job_definition == "airflow-task" and settings["team_b"].region_name == "eu-west-1"
+    assert BatchExecutor.supports_multi_team

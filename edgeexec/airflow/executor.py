@@ -232,14 +232,18 @@ class EdgeExecutor(DispatchExecutor):
     supports_connection_test = True
     """"Test connection" runs on an agent serving the test's queue, so a connection reachable only
     from an edge site tests green there. The agent reports the result to the Execution API."""
+    supports_multi_team = True
+    """One executor per team (``[core] executor = "...;team_a=edgeexec.EdgeExecutor"``); its jobs,
+    queues, agents and tokens live in the team's own keyspace, so no other team's agent can see or
+    claim them, whatever the queue names. Team overrides apply, e.g. ``AIRFLOW__TEAM_A___EDGEEXEC__REDIS_URL``."""
 
     def make_dispatcher(self) -> Dispatcher:
         from edgeexec.airflow.redis_dispatcher import RedisDispatcher
 
-        self.settings = ExecutorSettings.load(airflow_lookup(SECTION))
+        self.settings = ExecutorSettings.load(airflow_lookup(SECTION, self.team_name), {"team": self.team_name or ""})
         self.sweep_every = self.settings.sweep_interval
         return RedisDispatcher.from_url(
-            self.settings.redis_url, self.settings.redis_prefix,
+            self.settings.redis_url, self.settings.keys().prefix,
             liveness_s=self.settings.liveness, job_ttl_s=self.settings.job_ttl,
         )
 
@@ -252,7 +256,7 @@ class EdgeExecutor(DispatchExecutor):
         """
         from edgeexec.airflow import task_logs
 
-        return task_logs.read(ti.id, try_number)
+        return task_logs.read(ti.id, try_number, self.team_name)
 
     def handle_orphans(self, orphans: Sequence[Orphan]) -> None:
         """Fail a lost agent's task only once its own Airflow heartbeat is stale too.

@@ -11,22 +11,36 @@ from typing import Any
 
 import redis
 
+from edgeexec.airflow.teams import edge_teams
 from edgeexec.config.lookup import airflow_lookup
 from edgeexec.config.settings import SECTION, ExecutorSettings
 from edgeexec.dispatch import task_ref
-from edgeexec.store.keys import Keys
 from edgeexec.store.redis_url import connect
 
 LogResponse = tuple[list[str], list[str]]
 
 
-def read(ti_id: Any, try_number: int) -> LogResponse:
-    """(sources, [log text]) for one try, or ([], []) if no agent streamed it."""
-    settings = ExecutorSettings.load(airflow_lookup(SECTION))
+def read(ti_id: Any, try_number: int, team: str | None = None) -> LogResponse:
+    """(sources, [log text]) for one try, or ([], []) if no agent streamed it. Without ``team``
+    the task's team is not known (Airflow asks the default executor, or reads a finished log), so
+    the team-less fleet and then every team's are looked at: task instance ids are unique, at most
+    one has it. A fleet whose Redis fails does not hide the others'."""
+    failed: LogResponse = [], []
+    for candidate in [team] if team else ["", *(t for t in edge_teams() if t)]:
+        found = _read(ti_id, try_number, candidate)
+        if found[1]:
+            return found
+        if found[0] and not failed[0]:
+            failed = found
+    return failed
+
+
+def _read(ti_id: Any, try_number: int, team: str) -> LogResponse:
+    settings = ExecutorSettings.load(airflow_lookup(SECTION, team or None), {"team": team})
     # bytes, not decoded by the client: a log holds whatever bytes the task wrote (stored exactly);
     # only this view replaces invalid UTF-8, so reading a log can never fail on its content
     client = connect(settings.redis_url, decode_responses=False, socket_timeout=5)
-    keys = Keys(settings.redis_prefix)
+    keys = settings.keys()
     try:
         raw_job: Any = client.get(keys.ref(task_ref(ti_id, try_number)))
         job = raw_job.decode() if raw_job else None

@@ -7,6 +7,7 @@
 -- an older one already on an agent is left to finish and its events are ignored by the executor.
 local id, ref, queue, slots, priority, owner, kind, payload, label = ARGV[3], ARGV[4], ARGV[5], ARGV[6],
   ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+label = label or ''  -- absent from an older scheduler's call
 local old = redis.call('GET', k('ref', ref))
 if old and old ~= id and redis.call('HGET', k('job', old), 'state') == 'pending' then
   unpend(old)
