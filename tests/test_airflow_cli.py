@@ -157,7 +157,8 @@ def test_tokens_create_list_revoke(fleet: Fleet) -> None:
     assert token.startswith("eex_") and "tk-site" in created.stderr
     rows = orjson.loads(ok(airflow(fleet, "edgeexec", "token", "list", "-o", "json")))
     mine = [r for r in rows if r["agent"] == "tk-site"]
-    assert len(mine) == 1 and mine[0]["queues"] == ["q1"] and token.split("_")[-1] not in str(rows)
+    secret = token.split("_", 2)[2]  # eex_<id>_<secret>; the id is listed, the secret never
+    assert len(mine) == 1 and mine[0]["queues"] == ["q1"] and secret not in str(rows)
     bad = airflow(fleet, "edgeexec", "token", "create", "--agent", "bad name", "-q", "q1")
     assert bad.returncode == 2 and "agent name" in bad.stderr
     ok(airflow(fleet, "edgeexec", "token", "revoke", mine[0]["id"]))

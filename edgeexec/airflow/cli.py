@@ -21,7 +21,10 @@ def get_cli_commands() -> list[Any]:
     def cmd(name: str) -> Any:
         return lazy_load_command(f"edgeexec.airflow.cli_commands.{name}")
 
+    team = Arg(("--team",), help="the Airflow team whose agents these are (multi-team): its gateway, token and "
+                                 "Redis come from its overrides, e.g. AIRFLOW__<TEAM>___EDGEEXEC__URL")
     gateway = (
+        team,
         Arg(("--url",), help="gateway URL (default: \\[edgeexec] url / AIRFLOW__EDGEEXEC__URL)"),
         Arg(("--token",), help="admin token (default: \\[edgeexec] admin_token / AIRFLOW__EDGEEXEC__ADMIN_TOKEN)"),
         Arg(("--ca-file",), help="CA bundle to verify a wss:// gateway (default: \\[edgeexec] ca_file)"),
@@ -47,11 +50,11 @@ def get_cli_commands() -> list[Any]:
             Arg(("--agent",), default="", help="the agent name this token admits"),
             Arg(("-q", "--queues"), default="", help="comma-separated queues the agent may serve"),
             Arg(("--admin",), action="store_true", help="an admin token, for operator commands and dashboards"),
-            Arg(("--expires",), default=None, help="lifetime, e.g. 90d, 12h; default: never"))),
+            Arg(("--expires",), default=None, help="lifetime, e.g. 90d, 12h; default: never"), team)),
         ActionCommand(name="list", help="token ids and scopes (never secrets)", func=cmd("token_list"),
-                      args=(ARG_OUTPUT,)),
+                      args=(ARG_OUTPUT, team)),
         ActionCommand(name="revoke", help="revoke a token: its sessions end within seconds", func=cmd("token_revoke"),
-                      args=(Arg(("id",), help="the token id (see `airflow edgeexec token list`)"),)),
+                      args=(Arg(("id",), help="the token id (see `airflow edgeexec token list`)"), team)),
     ))
     return [GroupCommand(name="edgeexec", help="edgeexec agents, their queues and tokens", subcommands=(
         act("list-agents", "agents with state, queues, slots and running jobs", "list_agents",

@@ -36,10 +36,11 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def _settings(args: argparse.Namespace) -> OperatorSettings:
     try:
-        settings = OperatorSettings.load(airflow_lookup(SECTION), url=getattr(args, "url", None),
+        p.validate_team_name(getattr(args, "team", None) or "")
+        settings = OperatorSettings.load(airflow_lookup(SECTION, getattr(args, "team", None)), url=getattr(args, "url", None),
                                          admin_token=getattr(args, "token", None), ca_file=getattr(args, "ca_file", None))
         settings.require_admin()
-    except ConfigError as exc:
+    except (ConfigError, p.ProtocolError) as exc:
         _fail(str(exc), 2)
     return settings
 
@@ -55,6 +56,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> Non
 
     async def go() -> int:
         async with ControlClient(settings.url, settings.admin_token, settings.ca_file) as client:
+            await _same_team(client, getattr(args, "team", None) or "", settings.url)
             return await body(client)
 
     try:
@@ -65,6 +67,18 @@ def _run(args: argparse.Namespace, body: Callable[[Any], Awaitable[int]]) -> Non
         _fail(f"cannot reach the gateway at {settings.url}: {exc}")
     if code:
         raise SystemExit(code)
+
+
+async def _same_team(client: Any, team: str, url: str) -> None:
+    """Commands go to the fleet the operator named: a gateway says whose fleet it serves, and an
+    agent name may exist in several teams' fleets."""
+    first = await anext(client.stream())
+    serves = str(first.get("operator", {}).get("team", ""))
+    if serves != team:
+        _fail(f"the gateway at {url} serves {f'team {serves!r}' if serves else 'no team'}, not "
+              f"{f'team {team!r}' if team else 'the team-less fleet'}: "
+              + (f"set AIRFLOW__{team.upper()}___EDGEEXEC__URL and ..._ADMIN_TOKEN to team {team}'s gateway"
+                 if team else f"pass --team {serves}"), 2)
 
 
 async def _agents(client: Any) -> list[Record]:
@@ -234,23 +248,24 @@ def remove_agent(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------ tokens
 
 
-def _token_store() -> tuple[Any, Any]:
-    """The scheduler's Redis and prefix, from ``[edgeexec]``."""
+def _token_store(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The scheduler's Redis and keyspace, from ``[edgeexec]`` (with ``--team``, that team's)."""
     from edgeexec.config.lookup import build
-    from edgeexec.store.keys import Keys
     from edgeexec.store.redis_url import connect
 
+    team = getattr(args, "team", None)
     try:
-        settings = build(StoreSettings, SECTION, airflow_lookup(SECTION))
-    except ConfigError as exc:
+        p.validate_team_name(team or "")
+        settings = build(StoreSettings, SECTION, airflow_lookup(SECTION, team), {"team": team or ""})
+    except (ConfigError, p.ProtocolError) as exc:
         _fail(str(exc), 2)
-    return connect(settings.redis_url, decode_responses=True), Keys(settings.redis_prefix)
+    return connect(settings.redis_url, decode_responses=True), settings.keys()
 
 
 def token_create(args: argparse.Namespace) -> None:
     from edgeexec.tokens import cli as tokens_cli
 
-    client, keys = _token_store()
+    client, keys = _token_store(args)
     try:
         code = tokens_cli.create(client, keys, args)
     except ConfigError as exc:
@@ -262,13 +277,13 @@ def token_create(args: argparse.Namespace) -> None:
 def token_list(args: argparse.Namespace) -> None:
     from edgeexec.tokens import cli as tokens_cli
 
-    client, keys = _token_store()
+    client, keys = _token_store(args)
     _print(tokens_cli.rows(client, keys), args.output)
 
 
 def token_revoke(args: argparse.Namespace) -> None:
     from edgeexec.tokens import cli as tokens_cli
 
-    client, keys = _token_store()
+    client, keys = _token_store(args)
     if tokens_cli.revoke(client, keys, args.id):
         raise SystemExit(1)
