@@ -17,17 +17,25 @@ from urllib.parse import urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 
-from edgeexec.airflow.ui_page import PAGE_PATH, URL_ROUTE
-
 log = logging.getLogger(__name__)
 URL_PREFIX = "/edgeexec"
+PAGE_PATH = "/ui"
+"""The fleet page, under URL_PREFIX."""
+URL_ROUTE = "edgeexec"
+"""Airflow's UI shows the page at ``/plugin/<URL_ROUTE>``."""
 
 
 def _settings() -> Any:
+    """The API server's settings, for the team-less fleet: every team's fleet is reached through
+    that team's own overrides (ui_page.py), never through ``[edgeexec] team`` here."""
     from edgeexec.config.lookup import airflow_lookup
     from edgeexec.config.settings import GatewaySettings
 
-    return GatewaySettings.load(airflow_lookup("edgeexec"))
+    lookup = airflow_lookup("edgeexec")
+    if lookup("team"):
+        log.warning("[edgeexec] team = %r is ignored in the API server: its page serves every team's fleet "
+                    "and a mounted gateway the team-less one; run `edgeexec gateway --team` per team", lookup("team"))
+    return GatewaySettings.load(lookup, team="")
 
 
 def _base_url() -> str:
@@ -43,9 +51,10 @@ def _apps() -> list[dict[str, Any]]:
     settings = _settings()
     routes: list[BaseRoute] = []
     if settings.ui_page:
+        from edgeexec.airflow.teams import edge_teams
         from edgeexec.airflow.ui_page import create_page_app  # Redis and Starlette: only where it is served
 
-        routes.append(Mount(PAGE_PATH, create_page_app(settings, _base_url())))
+        routes.append(Mount(PAGE_PATH, create_page_app(settings, _base_url(), edge_teams)))
     if settings.mount_gateway:
         from edgeexec.gateway.app import create_app
 

@@ -52,11 +52,14 @@ class ControlHub:
         self._status: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
-    async def serve(self, ws: WebSocket) -> None:
-        who = await self.operators.identify(ws)
-        if isinstance(who, tuple):
-            await self.operators.deny(ws, who)
+    async def serve(self, ws: WebSocket, who: Operator | None = None) -> None:
+        """One control session; ``who``: already identified by the caller (who picked this hub for
+        the operator's team), else identified here."""
+        found = who or await self.operators.identify(ws)
+        if isinstance(found, tuple):
+            await self.operators.deny(ws, found)
             return
+        who = found
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None)
         self.clients[ws] = asyncio.Lock()
         self.sessions[ws] = who
@@ -137,7 +140,7 @@ class ControlHub:
             if isinstance(now, str):
                 await self._end(ws, now)
                 return
-            if now != who:
+            if now != who and ws in self.sessions:  # not if the session ended meanwhile
                 self.sessions[ws] = now
                 await self._send(ws, p.session_info(now.describe()))
 

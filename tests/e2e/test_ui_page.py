@@ -21,7 +21,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from edgeexec import protocol as p
-from edgeexec.airflow.ui_page import URL_ROUTE
 from edgeexec.localstack.processes import wait_for
 from edgeexec.localstack.stack import AgentSpec
 from tests.browser import chromium, until
@@ -50,6 +49,8 @@ def _login(browser: webdriver.Chrome, e2e: E2E, user: str) -> None:
 
 def _open_page(browser: webdriver.Chrome, e2e: E2E) -> None:
     """Airflow's UI at the plugin's route: the page is framed inside Airflow's navigation."""
+    from edgeexec.airflow.plugin import URL_ROUTE  # the plugin module imports Airflow
+
     browser.get(f"{e2e.stack.api_url}/plugin/{URL_ROUTE}")
     wait_for(lambda: bool(browser.find_elements(By.TAG_NAME, "iframe")), 60, "the framed page", 0.2)
     browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
@@ -61,6 +62,8 @@ def _text(browser: webdriver.Chrome, css: str) -> str:
 
 
 def test_the_page_is_under_airflows_admin_menu(e2e: E2E) -> None:
+    from edgeexec.airflow.plugin import URL_ROUTE
+
     views = [v for plugin in e2e.stack.api("GET", "/plugins")["plugins"] for v in plugin["external_views"]]
     ours = [v for v in views if v.get("url_route") == URL_ROUTE]
     assert len(ours) == 1 and ours[0]["category"] == "admin" and ours[0]["href"] == "/edgeexec/ui/", views
