@@ -28,6 +28,8 @@ class AgentSpec:
     name: str
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 8
+    team: str = ""
+    """With StackConfig.teams: the team it works for; it connects to that team's gateway."""
 
     @classmethod
     def parse(cls, text: str) -> AgentSpec:
@@ -64,7 +66,7 @@ class StackUser:
         return f"{self.name}:{self.role}" + (f":{'|'.join(self.teams)}" if self.teams else "")
 
 
-@dataclass(frozen=True)
+@dataclass
 class StackConfig:
     home: Path
     dags_folder: Path
@@ -73,6 +75,9 @@ class StackConfig:
     agents: tuple[AgentSpec, ...] = (AgentSpec("agent-1"),)
     heartbeat_interval: float = 10.0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    teams: Mapping[str, Path] = field(default_factory=dict)
+    """Airflow teams ([core] multi_team), each with its DAG folder (a bundle of the team) and a
+    gateway of its own; the team-less DAGs stay in ``dags_folder``."""
     users: tuple[StackUser, ...] = ()
     """Airflow users who sign in; none: everybody is an admin without signing in (a local stack)."""
     inherit_airflow_env: bool = False
@@ -97,6 +102,7 @@ class LocalStack:
         self.home = config.home.resolve()
         self.api_port = free_port()
         self.gateway_port = free_port()
+        self.team_ports = {team: free_port() for team in config.teams}
         self.secret = secrets.token_urlsafe(24)
         self.redis: RedisServer | None = None
         self.procs: dict[str, Proc] = {}
@@ -112,6 +118,9 @@ class LocalStack:
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.gateway_port}/ws/agent"
+
+    def team_gateway_url(self, team: str) -> str:
+        return f"ws://127.0.0.1:{self.team_ports[team]}/ws/agent" if team else self.gateway_url
 
     @property
     def sql_alchemy_conn(self) -> str:
@@ -146,12 +155,27 @@ class LocalStack:
             "AIRFLOW__EDGEEXEC__EXECUTION_API_URL": f"{self.api_url}/execution/",
             "PYTHONUNBUFFERED": "1",
         })
+        if self.cfg.teams:
+            env.update(self._team_env())
         if self.cfg.users:
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(u.entry() for u in self.cfg.users)
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self.home / "passwords.json")
         env.update(user)  # empty unless inherit_airflow_env: the caller's settings win where they may
         env.update(self.cfg.extra_env)
         return env
+
+    def _team_env(self) -> dict[str, str]:
+        """Multi-team: an EdgeExecutor per team, and each team's DAG folder as its bundle."""
+        local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+        bundles = [{"name": "dags-folder", "classpath": local, "kwargs": {"path": str(self.cfg.dags_folder.resolve())}}]
+        bundles += [{"name": f"team-{team}", "classpath": local, "kwargs": {"path": str(path.resolve())},
+                     "team_name": team} for team, path in self.cfg.teams.items()]
+        return {
+            "AIRFLOW__CORE__MULTI_TEAM": "True",
+            "AIRFLOW__CORE__EXECUTOR": ";".join(["edgeexec.EdgeExecutor",
+                                                 *(f"{t}=edgeexec.EdgeExecutor" for t in self.cfg.teams)]),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": orjson.dumps(bundles).decode(),
+        }
 
     def password(self, user: str) -> str:
         return self._persistent_secret(f"password-{user}")
@@ -180,9 +204,13 @@ class LocalStack:
             self.redis_url = self.redis.url
         self._write_passwords()
         self._airflow("db", "migrate")
+        for team in self.cfg.teams:
+            self._airflow("teams", "create", team)
         for component in COMPONENTS:
             self.start_airflow(component)
         self.start_gateway()
+        for team, port in self.team_ports.items():
+            self.start_gateway(f"gateway-{team}", port, team=team)
         for spec in self.cfg.agents:
             self.start_agent(spec)
         wait_for(lambda: http_ok(f"{self.api_url}/api/v2/monitor/health"), API_START_TIMEOUT,
@@ -200,10 +228,12 @@ class LocalStack:
             argv.append("--skip-serve-logs")  # no log server on 0.0.0.0: logs come through the gateway
         return self._spawn(component, argv)
 
-    def start_gateway(self, name: str = "gateway", port: int | None = None) -> Proc:
-        """The stack's gateway, or (with ``name`` and ``port``) another one on the same Redis."""
+    def start_gateway(self, name: str = "gateway", port: int | None = None, team: str = "") -> Proc:
+        """The stack's gateway, or (with ``name`` and ``port``) another one on the same Redis;
+        ``team``: the gateway of that team's fleet."""
         port = port or self.gateway_port
-        proc = self._spawn(name, [str(BIN / "edgeexec"), "gateway", "--port", str(port)])
+        team_args = ["--team", team] if team else []
+        proc = self._spawn(name, [str(BIN / "edgeexec"), "gateway", "--port", str(port), *team_args])
         wait_for(lambda: port_open(port), 60, f"{name} on port {port}")
         return proc
 
@@ -220,7 +250,10 @@ class LocalStack:
     def start_agent(self, spec: AgentSpec, *extra: str) -> Proc:
         argv = [str(BIN / "agent"), "start", "-q", ",".join(spec.queues), "-c", str(spec.concurrency),
                 "--name", spec.name, *extra]
-        return self._spawn(f"agent-{spec.name}", argv, self.agent_env())
+        env = self.agent_env()
+        if spec.team:
+            env.update({"AIRFLOW__EDGEEXEC__TEAM": spec.team, "AIRFLOW__EDGEEXEC__URL": self.team_gateway_url(spec.team)})
+        return self._spawn(f"agent-{spec.name}", argv, env)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         old = self.procs.get(name)
