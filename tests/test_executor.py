@@ -288,3 +288,67 @@ def test_a_team_batch_executor_reads_its_teams_overrides(monkeypatch: pytest.Mon
     assert (settings["team_a"].job_queue, settings["team_b"].job_queue) == ("shared-queue", "team-b-queue")
     assert settings["team_b"].job_definition == "airflow-task" and settings["team_b"].region_name == "eu-west-1"
     assert BatchExecutor.supports_multi_team
+
+
+def _page_socket(token: str, team: str | None) -> Any:
+    from starlette.websockets import WebSocket
+
+    scope = {"type": "websocket", "path": "/edgeexec/ui/ws", "query_string": f"team={team}".encode() if team else b"",
+             "headers": [(b"authorization", f"Bearer {token}".encode())]}
+    return WebSocket(scope, receive=None, send=None)  # type: ignore[arg-type]
+
+
+async def test_the_page_follows_the_auth_managers_answers_during_a_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in auth manager, because the real ones take a user's roles from the token itself
+    (SimpleAuthManager) or from a database (FAB): whatever the manager answers at a recheck, the
+    session follows: edit withdrawn -> read-only, read withdrawn -> ended, token revoked -> ended;
+    another team's fleet is refused from the start."""
+    import time
+
+    import jwt
+
+    from edgeexec.airflow import ui_page
+
+    class Manager:
+        read, edit = {"team_a", ""}, {"team_a"}
+
+        async def get_user_from_token(self, token: str) -> Any:
+            if token.endswith("revoked"):
+                raise ValueError("Token has been revoked")
+            return SimpleNamespace(get_id=lambda: "7", get_name=lambda: "ops")
+
+        def is_authorized_pool(self, *, method: str, user: Any, details: Any) -> bool:
+            return (details.team_name or "") in (self.read if method == "GET" else self.edit)
+
+    manager = Manager()
+    monkeypatch.setattr(ui_page, "_auth_manager", lambda: manager)
+    users = ui_page.AirflowUsers("http://airflow.example", 5.0, lambda: ["", "team_a", "team_b"])
+    token = jwt.encode({"exp": int(time.time()) + 600}, "k" * 32, algorithm="HS256")
+    who = await users.identify(_page_socket(token, None))
+    assert not isinstance(who, tuple)
+    assert (who.team, who.teams, who.manage) == ("team_a", ("team_a", ""), True)
+    assert (await users.identify(_page_socket(token, "team_b")))[0] == 403  # type: ignore[index]
+    manager.edit = set()
+    now = await users.recheck(_page_socket(token, "team_a"), who)
+    assert not isinstance(now, str) and not now.manage and now.read_only == ui_page.MANAGE_REFUSED
+    manager.read = {""}
+    assert await users.recheck(_page_socket(token, "team_a"), now) == ui_page.READ_REFUSED
+    revoked = await users.recheck(_page_socket(token + "revoked", "team_a"), who)
+    assert isinstance(revoked, str) and "sign in to Airflow again" in revoked
+
+
+def test_only_edge_executors_and_their_subclasses_count_as_fleets() -> None:
+    from edgeexec.airflow.teams import _is_ours
+
+    assert _is_ours("edgeexec.EdgeExecutor") and _is_ours("tests.test_executor.MyEdgeExecutor")
+    assert not _is_ours("airflow.executors.local_executor.LocalExecutor")
+    assert not _is_ours("no_such_module.Executor") and not _is_ours("batchexec.BatchExecutor")
+
+
+def __getattr__(name: str) -> Any:
+    """``MyEdgeExecutor``: a user's subclass of EdgeExecutor, made on first use (Airflow loads lazily)."""
+    if name == "MyEdgeExecutor":
+        from edgeexec import EdgeExecutor
+
+        return type("MyEdgeExecutor", (EdgeExecutor,), {})
+    raise AttributeError(name)

@@ -15,6 +15,7 @@ from edgeexec.airflow.teams import edge_teams
 from edgeexec.config.lookup import airflow_lookup
 from edgeexec.config.settings import SECTION, ExecutorSettings
 from edgeexec.dispatch import task_ref
+from edgeexec.errors import ConfigError
 from edgeexec.store.redis_url import connect
 
 LogResponse = tuple[list[str], list[str]]
@@ -23,11 +24,14 @@ LogResponse = tuple[list[str], list[str]]
 def read(ti_id: Any, try_number: int, team: str | None = None) -> LogResponse:
     """(sources, [log text]) for one try, or ([], []) if no agent streamed it. Without ``team``
     the task's team is not known (Airflow asks the default executor, or reads a finished log), so
-    the team-less fleet and then every team's are looked at: task instance ids are unique, at most
-    one has it. A fleet whose Redis fails does not hide the others'."""
+    every fleet there is (teams.py) is looked at: task instance ids are unique, at most one has
+    it. A fleet whose Redis or settings fail does not hide the others'."""
     failed: LogResponse = [], []
-    for candidate in [team] if team else ["", *(t for t in edge_teams() if t)]:
-        found = _read(ti_id, try_number, candidate)
+    for candidate in [team] if team else edge_teams():
+        try:
+            found = _read(ti_id, try_number, candidate)
+        except ConfigError as exc:  # one team's broken overrides do not hide the others' logs
+            found = [f"edgeexec: team {candidate!r}: {exc}"], []
         if found[1]:
             return found
         if found[0] and not failed[0]:

@@ -39,8 +39,8 @@ class StoreSettings:
     )
     job_ttl: int = field(default=DEFAULT_JOB_TTL, metadata=doc("Seconds a finished job's record is kept."))
     team: str = field(default="", metadata=doc(
-        "Airflow team ([core] multi_team) whose fleet this gateway or CLI serves; empty = the team-less fleet. "
-        "Executors take it from [core] executor."))
+        "Airflow team ([core] multi_team) whose fleet a gateway or the edgeexec token commands serve; empty = the team-less "
+        "fleet. Executors take it from [core] executor, `airflow edgeexec` from --team."))
 
     def __post_init__(self) -> None:
         try:

@@ -68,7 +68,7 @@ class AdminTokens:
         who = await self.auth.admin(ws)
         if isinstance(who, tuple):
             return who
-        return Operator(id=who.id, name=f"admin token {who.id}", team=self.team)
+        return Operator(id=who.id, name=f"admin token {who.id}", team=self.team, teams=(self.team,))
 
     async def deny(self, ws: WebSocket, denial: Denial) -> None:
         await self.auth.deny(ws, denial)
