@@ -40,3 +40,9 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any
             pass
         await asyncio.sleep(0.2)
     raise AssertionError(f"the page never showed {what}")
+
+
+async def act(action: Callable[[], Any], what: str, timeout: float = 20) -> None:
+    """Do ``action`` on elements found afresh each try: a live page redraws its rows whenever the
+    fleet changes, so an element found a moment ago may be gone (stale) when it is used."""
+    await until(lambda: action() or True, what, timeout)

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from edgeexec import protocol as p
 from edgeexec.localstack.processes import wait_for
 from edgeexec.localstack.stack import AgentSpec
-from tests.browser import chromium, until
+from tests.browser import act, chromium, until
 from tests.e2e.conftest import E2E
 
 pytestmark = pytest.mark.e2e
@@ -89,21 +89,25 @@ async def test_an_operator_watches_live_and_commands_agents(e2e: E2E, browser: w
     await until(lambda: not any("e2e_live_log.chatty" in r.text for r in browser.find_elements(By.CSS_SELECTOR, job_row)),
                 "the task gone from running jobs")
 
-    browser.find_element(By.CSS_SELECTOR, f"{row} .maint-comment").send_keys("swapping the UPS")
-    browser.find_element(By.CSS_SELECTOR, f"{row} .maint-toggle").click()
+    await act(lambda: browser.find_element(By.CSS_SELECTOR, f"{row} .maint-comment").send_keys("swapping the UPS"),
+              "typing a comment")
+    await act(lambda: browser.find_element(By.CSS_SELECTOR, f"{row} .maint-toggle").click(), "entering maintenance")
     await until(lambda: e2e.redis.hget(e2e.keys.agent(name), "state") == "maintenance mode", "the agent in maintenance")
     assert e2e.redis.hget(e2e.keys.agent(name), "comments") == "swapping the UPS"
     await until(lambda: _text(browser, f"{row} .state") == "maintenance mode", "maintenance on the page")
-    browser.find_element(By.CSS_SELECTOR, f"{row} .maint-toggle").click()
+    await act(lambda: browser.find_element(By.CSS_SELECTOR, f"{row} .maint-toggle").click(), "leaving maintenance")
     await until(lambda: _text(browser, f"{row} .state") == "idle", "the agent back from maintenance")
 
-    slots = browser.find_element(By.CSS_SELECTOR, f"{row} .concurrency")
-    slots.clear()
-    slots.send_keys("3")
-    browser.find_element(By.CSS_SELECTOR, f"{row} .set-concurrency").click()
+    def set_slots() -> None:
+        slots = browser.find_element(By.CSS_SELECTOR, f"{row} .concurrency")
+        slots.clear()
+        slots.send_keys("3")
+        browser.find_element(By.CSS_SELECTOR, f"{row} .set-concurrency").click()
+
+    await act(set_slots, "setting the concurrency")
     await until(lambda: _text(browser, f"{row} .slots") == "0 / 3", "the new concurrency", 60)
 
-    browser.find_element(By.CSS_SELECTOR, f"{row} .pick").click()
+    await act(lambda: browser.find_element(By.CSS_SELECTOR, f"{row} .pick").click(), "selecting the agent")
     assert _text(browser, "#selected") == "1 selected"
     browser.find_element(By.ID, "bulk-shutdown").click()
     assert name in _text(browser, "#confirm-question")
