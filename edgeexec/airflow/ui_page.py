@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from edgeexec.config.lookup import airflow_lookup
 from edgeexec.config.settings import SECTION, GatewaySettings
-from edgeexec.gateway.auth import Denial
+from edgeexec.gateway.auth import Denial, refuse
 from edgeexec.gateway.control import ControlHub
 from edgeexec.gateway.operators import Operator
 from edgeexec.gateway.page import dashboard
@@ -134,12 +134,8 @@ class AirflowUsers:
                         expires_at=float(exp) if isinstance(exp, int | float) else None, team=team, teams=readable)
 
     async def deny(self, ws: WebSocket, denial: Denial) -> None:
-        status, message = denial
-        log.warning("refused the edge agents page's socket from %s: %s", ws.client, message)
-        if "websocket.http.response" in ws.scope.get("extensions", {}):
-            await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
-        else:
-            await ws.close(code=1008, reason=message[:120])
+        log.warning("refused the edge agents page's socket from %s: %s", ws.client, denial[1])
+        await refuse(ws, denial)
 
     async def recheck(self, ws: WebSocket, operator: Operator) -> Operator | str:
         """The session's own team only: is the token still good (not revoked at logout), and may

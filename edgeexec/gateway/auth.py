@@ -104,10 +104,16 @@ class Auth:
         self.metrics.auth_failures.labels(status=str(status)).inc()
         if status != 429:  # past the limit, refusals are counted, not logged one by one
             log.warning("refused connection from %s to %s: %s", ws.client, ws.url.path, message)
-        if "websocket.http.response" in ws.scope.get("extensions", {}):
-            await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
-        else:  # a server without the denial extension answers a close-before-accept with HTTP 403
-            await ws.close(code=1008, reason=message[:120])
+        await refuse(ws, denial)
+
+
+async def refuse(ws: WebSocket, denial: Denial) -> None:
+    """Answer a WebSocket handshake with an HTTP refusal that says why, before it is accepted."""
+    status, message = denial
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
+    else:  # a server without the denial extension answers a close-before-accept with HTTP 403
+        await ws.close(code=1008, reason=message[:120])
 
 
 def peer(ws: WebSocket) -> str:

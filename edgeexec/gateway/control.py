@@ -97,7 +97,7 @@ class ControlHub:
                 log.warning("refused a command from read-only operator %s: %s", who and who.name, read_only)
                 await self._send(ws, p.command_result(False, read_only, msg.get("id")))
                 return
-            log.info("operator %s: %s for %r", who.name, msg.get("action"), msg.get("agent"))
+            log.info("operator %s: %r for %r", who.name, msg.get("action"), msg.get("agent"))
             ok, message = await self.command(msg)
             await self._send(ws, p.command_result(ok, message, msg.get("id")))
         else:
