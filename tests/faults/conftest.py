@@ -139,6 +139,9 @@ class Faults:
                          f"gw={rec[4]} pid={self.agent(name).pid} alive={self.agent(name).alive()}")
         noted = [ln for ln in self.stack.procs["scheduler"].tail(2000).splitlines() if "WARNING" in ln or "ERROR" in ln]
         lines += ["scheduler warnings:", *[ln[:300] for ln in noted[-12:]]]
+        for name, proc in self.stack.procs.items():  # why a process died is in its last lines
+            if not proc.alive():
+                lines += [f"last lines of {name}:", *[ln[:300] for ln in proc.tail(40).splitlines()]]
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ the ledger
