@@ -19,7 +19,10 @@ class BatchConfigError(BatchExecError, ConfigError):
 
 
 class SubmitError(BatchExecError):
-    def __init__(self, message: str, *, retryable: bool, reload_credentials: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool, reload_credentials: bool = False,
+                 throttled: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.reload_credentials = reload_credentials
+        self.throttled = throttled
+        """AWS asked us to slow down: retried without spending one of the job's attempts."""

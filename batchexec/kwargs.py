@@ -1,8 +1,9 @@
 """SubmitJob arguments for one task (pure).
 
 Precedence: built-in defaults < ``[aws_batch_executor]`` options < ``submit_job_kwargs`` < the
-task's ``executor_config``. Dicts merge recursively; lists and scalars replace. The container
-command is always the workload's, and ``AIRFLOW_IS_EXECUTOR_CONTAINER=true`` is always set.
+task's queue in ``queue_map`` < the task's ``executor_config``. Dicts merge recursively; lists and
+scalars replace. The container command is always the workload's, and
+``AIRFLOW_IS_EXECUTOR_CONTAINER=true`` is always set.
 """
 
 from __future__ import annotations
@@ -53,9 +54,13 @@ def _reject_command(executor_config: Mapping[str, Any]) -> None:
 
 
 def submit_kwargs(*, job_name: str, job_queue: str, job_definition: str, extra: Mapping[str, Any],
-                  executor_config: Mapping[str, Any] | None, command: Sequence[str]) -> dict[str, Any]:
+                  executor_config: Mapping[str, Any] | None, command: Sequence[str],
+                  mapped: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``mapped``: the task's queue_map entry (jobQueue/jobDefinition), more specific than
+    submit_job_kwargs and less than the task's own executor_config."""
     out: dict[str, Any] = {"jobName": job_name, "jobQueue": job_queue, "jobDefinition": job_definition}
     out = merge(out, camelize_keys(dict(extra)))
+    out.update(mapped or {})
     if executor_config:
         if not isinstance(executor_config, Mapping):
             raise BatchConfigError("executor_config must be a dict of SubmitJob arguments")

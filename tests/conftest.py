@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import urllib.request
@@ -107,6 +108,27 @@ class BatchEndpoint:
         self.queue = self.client.create_job_queue(
             jobQueueName="edgeexec-queue", state="ENABLED", priority=1,
             computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])["jobQueueName"]
+
+    def job_queue(self, name: str) -> str:
+        """One more job queue on the stand-in compute environment."""
+        env = self.client.describe_compute_environments()["computeEnvironments"][0]["computeEnvironmentArn"]
+        self.client.create_job_queue(jobQueueName=name, state="ENABLED", priority=1,
+                                     computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}])
+        return name
+
+    @contextlib.contextmanager
+    def injecting(self, rules: list[dict[str, Any]]) -> Iterator[None]:
+        """Faults answered at the HTTP endpoint (tests/batch_standin.py), cleared on the way out."""
+        def post(body: list[dict[str, Any]]) -> None:
+            req = urllib.request.Request(f"http://127.0.0.1:{self.control_port}/faults", data=orjson.dumps(body),
+                                         method="POST")
+            urllib.request.urlopen(req, timeout=5).close()
+
+        post(rules)
+        try:
+            yield
+        finally:
+            post([])
 
     def job_definition(self, name: str, environment: dict[str, str] | None = None) -> str:
         props = {"image": "edgeexec:local", "vcpus": 1, "memory": 512, "command": ["true"],

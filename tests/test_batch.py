@@ -14,8 +14,10 @@ from botocore.exceptions import ClientError
 
 from batchexec.dispatcher import BatchDispatcher, backoff_seconds, classify
 from batchexec.errors import BatchConfigError
+from batchexec.explain import Cause, explain
 from batchexec.kwargs import camelize_keys, command_for, submit_kwargs
-from batchexec.settings import BatchSettings
+from batchexec.settings import BatchSettings, Route
+from batchexec.throttle import SubmitLimiter
 from edgeexec.config.lookup import env_lookup
 from edgeexec.dispatch import JobSpec
 from edgeexec.localstack.processes import wait_for
@@ -99,12 +101,83 @@ def test_error_classification_and_backoff() -> None:
     assert 1 <= backoff_seconds(1) <= 3 and backoff_seconds(10) <= 121
 
 
+def _required(**over: str) -> dict[str, str]:
+    env = {f"AIRFLOW__AWS_BATCH_EXECUTOR__{k}": "x" for k in ("JOB_QUEUE", "JOB_DEFINITION", "JOB_NAME", "REGION_NAME")}
+    env.update({f"AIRFLOW__AWS_BATCH_EXECUTOR__{k.upper()}": v for k, v in over.items()})
+    return env
+
+
+def test_queue_map_routes_airflow_queues_and_rejects_bad_entries() -> None:
+    """A name, or an object with job_queue/job_definition; unmapped queues keep the defaults; a
+    wrong entry stops start-up naming the queue."""
+    settings = BatchSettings.load(env_lookup("aws_batch_executor", _required(
+        queue_map='{"gpu": "gpu-q", "big": {"job_queue": "big-q", "job_definition": "big-def"}, '
+                  '"def-only": {"job_definition": "d2"}}')))
+    assert settings.route("gpu") == Route("gpu-q", "x")
+    assert settings.route("big") == Route("big-q", "big-def")
+    assert settings.route("def-only") == Route("x", "d2")
+    assert settings.route("default") == Route("x", "x")
+    for bad in ('{"gpu": ""}', '{"gpu": {"jobqueue": "q"}}', '{"gpu": 3}', '["gpu"]', "{nope"):
+        with pytest.raises(BatchConfigError, match="queue_map"):
+            BatchSettings.load(env_lookup("aws_batch_executor", _required(queue_map=bad)))
+    with pytest.raises(BatchConfigError, match="submit_rate must not be negative"):
+        BatchSettings.load(env_lookup("aws_batch_executor", _required(submit_rate="-1")))
+
+
+def test_queue_map_beats_submit_job_kwargs_and_executor_config_beats_both() -> None:
+    out = _kwargs(extra={"job_queue": "from-kwargs"}, executor_config=None)
+    assert out["jobQueue"] == "from-kwargs"
+    mapped = {"jobQueue": "mapped", "jobDefinition": "mapped-def"}
+    out = submit_kwargs(job_name="n", job_queue="q", job_definition="def", extra={"job_queue": "from-kwargs"},
+                        executor_config=None, command=["x"], mapped=mapped)
+    assert (out["jobQueue"], out["jobDefinition"]) == ("mapped", "mapped-def")
+    out = submit_kwargs(job_name="n", job_queue="q", job_definition="def", extra={}, mapped=mapped,
+                        executor_config={"jobQueue": "from-task"}, command=["x"])
+    assert out["jobQueue"] == "from-task"
+
+
+@pytest.mark.parametrize(("desc", "cause", "words"), [
+    ({"status": "FAILED", "statusReason": "Essential container in task exited", "startedAt": 1,
+      "container": {"reason": "OutOfMemoryError: Container killed due to memory usage", "exitCode": 137}},
+     Cause.OUT_OF_MEMORY, "exit code 137"),
+    ({"status": "FAILED", "startedAt": 1, "container": {"exitCode": 137}}, Cause.OUT_OF_MEMORY, "exit code 137"),
+    ({"status": "FAILED", "statusReason": "Host EC2 (instance i-0abc) terminated.", "startedAt": 1,
+      "attempts": [{"startedAt": 1, "container": {"exitCode": None}}]}, Cause.HOST_TERMINATED, "i-0abc"),
+    ({"status": "FAILED", "statusReason": "Job attempt duration exceeded timeout", "startedAt": 1},
+     Cause.TIMEOUT, "exceeded"),
+    ({"status": "FAILED", "statusReason": "CannotPullContainerError: pull access denied"}, Cause.IMAGE, "denied"),
+    ({"status": "FAILED", "statusReason": "Terminated by the scheduler", "startedAt": 1,
+      "container": {"exitCode": 143}}, Cause.TERMINATED, "exit code 143"),
+    ({"status": "FAILED", "statusReason": "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"}, Cause.NEVER_STARTED,
+     "MISCONFIGURATION"),
+    ({"status": "FAILED", "startedAt": 1, "attempts": [{"container": {"exitCode": 3}}]}, Cause.EXIT_CODE, "exit code 3"),
+    ({"status": "FAILED", "startedAt": 1}, Cause.UNKNOWN, "AWS Batch reported the job FAILED"),
+    ({"status": "FAILED", "container": "not a dict", "attempts": ["junk"], "startedAt": 1}, Cause.UNKNOWN, "FAILED"),
+])
+def test_why_a_job_failed_names_the_cause_and_keeps_aws_words(desc: dict[str, Any], cause: Cause, words: str) -> None:
+    failure = explain(desc)
+    assert failure.cause is cause and failure.text.startswith(cause.value) and words in failure.text, failure
+
+
+def test_submit_limiter_paces_halves_when_throttled_and_recovers() -> None:
+    limiter = SubmitLimiter(10)
+    assert sum(limiter.take(100.0) for _ in range(50)) == 10, "a burst of one second's worth"
+    assert sum(limiter.take(100.0 + t / 100) for t in range(1, 101)) == 10, "then 10 per second"
+    limiter.throttled()
+    assert limiter.current == 5
+    for _ in range(10):
+        limiter.succeeded()
+    assert limiter.current == 10, "back to the configured rate, never above"
+    assert all(SubmitLimiter(0).take(0.0) for _ in range(1000)), "0 = no limit"
+
+
 # ---------------------------------------------------------------------------- real endpoint
 
 
 def _settings(ep: BatchEndpoint, **over: Any) -> BatchSettings:
     base = dict(job_queue=ep.queue, job_definition=ep.job_definition("plain"), job_name="airflow-task",
-                region_name=REGION, max_submit_job_attempts=3, poll_interval_min=0.2, poll_interval_max=1.0)
+                region_name=REGION, max_submit_job_attempts=3, poll_interval_min=0.2, poll_interval_max=1.0,
+                submit_rate=0.0)
     base.update(over)
     return BatchSettings(**base)
 
@@ -115,14 +188,15 @@ def _dispatcher(ep: BatchEndpoint, clock: Any = time.monotonic, **over: Any) -> 
     return d
 
 
-def standin_spec(command: list[str] | None = None, fail_before_start: bool = False) -> JobSpec:
-    env = []
+def standin_spec(command: list[str] | None = None, fail_before_start: bool = False, queue: str = "default",
+                 **knobs: str) -> JobSpec:
+    env = [{"name": k, "value": v} for k, v in knobs.items()]
     if command is not None:
         env.append({"name": "STANDIN_COMMAND", "value": orjson.dumps(command).decode()})
     if fail_before_start:
         env.append({"name": "STANDIN_FAIL_BEFORE_START", "value": "1"})
     job = uuid.uuid4().hex
-    return JobSpec(job, f"ti:{job}:1", "task", "default", 1, 0, "{}",
+    return JobSpec(job, f"ti:{job}:1", "task", queue, 1, 0, "{}",
                    executor_config={"containerOverrides": {"environment": env}})
 
 
@@ -231,3 +305,111 @@ def test_health_check_fails_clearly_on_a_bad_endpoint(batch_endpoint: BatchEndpo
     d = BatchDispatcher(_settings(batch_endpoint), lambda: bad)
     with pytest.raises(BatchConfigError, match="aws_conn_id"):
         d.start("sched")
+
+
+def _no_waits(d: BatchDispatcher) -> None:
+    for job in d._queue:
+        job.next_try = 0  # skip backoff waits: what is under test is what happens, not how long it takes
+
+
+def _run_all(d: BatchDispatcher, jobs: int, timeout: float = 90) -> dict[str, Any]:
+    """job id -> its terminal event, driving the dispatcher as the scheduler loop does."""
+    deadline, final = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline and len(final) < jobs:
+        _no_waits(d)
+        final.update((e.job_id, e) for e in d.events() if e.state.terminal)
+        time.sleep(0.1)
+    assert len(final) == jobs, f"{len(final)} of {jobs} jobs ended: {final}"
+    return final
+
+
+def test_airflow_queues_go_to_their_mapped_job_queues(batch_endpoint: BatchEndpoint) -> None:
+    gpu = batch_endpoint.job_queue("edgeexec-gpu")
+    d = _dispatcher(batch_endpoint, queue_map=orjson.dumps({"gpu": gpu}).decode())
+    mapped, plain = standin_spec(["true"], queue="gpu"), standin_spec(["true"], queue="other")
+    d.submit([mapped, plain])
+    ids = {e.job_id: e.external_id for e in d.events() if e.state is JobState.PENDING}
+    queues = {d_["jobId"]: d_["jobQueue"] for d_ in batch_endpoint.client.describe_jobs(jobs=list(ids.values()))["jobs"]}
+    assert queues[ids[mapped.job_id]].endswith(f"/{gpu}") and queues[ids[plain.job_id]].endswith(f"/{batch_endpoint.queue}")
+    assert {e.state for e in _run_all(d, 2).values()} == {JobState.SUCCESS}
+
+
+def test_health_check_names_a_job_queue_that_does_not_exist(batch_endpoint: BatchEndpoint) -> None:
+    d = BatchDispatcher(_settings(batch_endpoint, queue_map='{"gpu": "no-such-queue"}'), lambda: batch_endpoint.client)
+    with pytest.raises(BatchConfigError, match="no-such-queue"):
+        d.start("sched")
+
+
+def test_throttling_spends_no_attempt_and_fails_no_task(batch_endpoint: BatchEndpoint) -> None:
+    """Five TooManyRequestsException answers in a row against a budget of two attempts: the job still
+    runs, and the submit rate halved meanwhile."""
+    d = _dispatcher(batch_endpoint, max_submit_job_attempts=2, submit_rate=50.0)
+    rule = {"action": "submitjob", "status": 429, "code": "TooManyRequestsException", "times": 5}
+    with batch_endpoint.injecting([rule]):
+        d.submit([standin_spec(["true"])])
+        final = _run_all(d, 1)
+    assert [e.state for e in final.values()] == [JobState.SUCCESS]
+    assert d._limiter.current < 50
+
+
+def test_one_poisoned_job_never_stalls_the_others(batch_endpoint: BatchEndpoint) -> None:
+    """A SubmitJob that always fails, one answered with garbage, and a DescribeJobs that fails
+    whenever one job's id is in it: those three jobs fail with their reason, the rest succeed."""
+    d = _dispatcher(batch_endpoint)
+    good = [standin_spec(["sh", "-c", "sleep 1"]) for _ in range(6)]
+    refused = standin_spec(["true"], POISON="refused")
+    garbled = standin_spec(["true"], POISON="garbled")
+    undescribable = standin_spec(["sh", "-c", "sleep 2"], POISON="undescribable")
+    rules = [{"action": "submitjob", "match": "refused", "status": 400, "code": "ClientException",
+              "message": "bad things"},
+             {"action": "submitjob", "match": "garbled", "body": "{\"no\": \"job id\"}"}]
+    with batch_endpoint.injecting(rules):
+        d.submit([*good[:3], refused, garbled, undescribable, *good[3:]])
+        first = list(d.events())
+    pending = {e.job_id: e.external_id for e in first if e.state is JobState.PENDING}
+    early = {e.job_id: e for e in first if e.state.terminal}
+    assert set(early) == {refused.job_id, garbled.job_id}, "failed at submit, and only they"
+    poisoned_id = pending[undescribable.job_id]
+    rules.append({"action": "describejobs", "match": poisoned_id, "status": 400, "code": "ClientException",
+                  "message": "cannot describe this one"})
+    with batch_endpoint.injecting(rules):
+        final = {**early, **_run_all(d, 7)}
+    assert all(final[s.job_id].state is JobState.SUCCESS for s in good)
+    assert "bad things" in final[refused.job_id].reason
+    assert "without a job id" in final[garbled.job_id].reason
+    assert "cannot describe this one" in final[undescribable.job_id].reason
+    assert final[undescribable.job_id].state is JobState.FAILED
+
+
+def test_out_of_memory_is_named_with_its_exit_code(batch_endpoint: BatchEndpoint) -> None:
+    d = _dispatcher(batch_endpoint)
+    spec = standin_spec(["sleep", "30"], STANDIN_OOM="1")
+    d.submit([spec])
+    (event,) = _run_all(d, 1).values()
+    assert event.state is JobState.FAILED and event.exit_code == 137
+    assert event.reason.startswith("out of memory: OutOfMemoryError") and "more memory" in event.reason
+
+
+def test_a_job_stuck_runnable_is_submitted_again_then_failed_saying_so(batch_endpoint: BatchEndpoint) -> None:
+    d = _dispatcher(batch_endpoint, runnable_timeout=1.0, max_submit_job_attempts=2)
+    before = batch_endpoint.counts()
+    d.submit([standin_spec(["true"], STANDIN_STAY_RUNNABLE="1")])
+    (event,) = _run_all(d, 1).values()
+    assert event.state is JobState.FAILED and "never started: RUNNABLE for" in event.reason, event
+    after = batch_endpoint.counts()
+    assert after["submit_job"] - before.get("submit_job", 0) == 2, "one resubmission within the budget"
+    assert after["terminate_job"] - before.get("terminate_job", 0) == 2, "each stuck job is terminated"
+
+
+def test_every_setting_is_in_docs_batch_md_with_its_default() -> None:
+    """docs/batch.md's table is what users read first: every option, with the default the code uses."""
+    import dataclasses
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "batch.md").read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| `")]
+    for f in dataclasses.fields(BatchSettings):
+        row = next((r for r in rows if f"`{f.name}`" in r.split("|")[1]), None)
+        assert row is not None, f"{f.name} is not in docs/batch.md's table"
+        default = "required" if f.default == "" else f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+        assert default in row, f"{f.name}: default {default!r} not in {row!r}"
