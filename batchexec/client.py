@@ -20,8 +20,9 @@ def _connection(conn_id: str) -> Any | None:
         return None
 
 
-def make_client(conn_id: str, region_name: str) -> Any:
-    """Login/password are the access key pair; extra may hold region_name, endpoint_url, aws_session_token."""
+def make_client(conn_id: str, region_name: str, service: str = "batch") -> Any:
+    """Login/password are the access key pair; extra may hold region_name, endpoint_url, aws_session_token.
+    ``service`` is ``batch``, or ``logs`` for the job's CloudWatch log stream (same credentials)."""
     conn = _connection(conn_id)
     kwargs: dict[str, Any] = {"region_name": region_name}
     if conn is not None:
@@ -34,4 +35,4 @@ def make_client(conn_id: str, region_name: str) -> Any:
                           aws_session_token=extra.get("aws_session_token"))
         if extra.get("endpoint_url"):
             kwargs["endpoint_url"] = extra["endpoint_url"]
-    return boto3.client("batch", **kwargs)
+    return boto3.client(service, **kwargs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -79,15 +80,19 @@ def _run_locally(self: models.Job) -> None:
     self.job_started_at = datetime.now()
     self._start_attempt()
     self.status = "RUNNING"
-    proc = subprocess.Popen(command, env=env)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # a container: its processes die together
+    shipper = threading.Thread(target=_ship_logs, args=(self, proc), daemon=True)
+    shipper.start()
     if env.get("STANDIN_OOM") == "1":
         time.sleep(0.5)
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         self.standin_reason = OOM_REASON  # type: ignore[attr-defined]
     while proc.poll() is None:
         if self.stop:
             proc.terminate()
         time.sleep(0.1)
+    shipper.join(timeout=10)
     self.exit_code = 137 if getattr(self, "standin_reason", "") == OOM_REASON else proc.returncode
     if self.latest_attempt is not None:
         self.latest_attempt["container"]["exitCode"] = self.exit_code
@@ -96,6 +101,20 @@ def _run_locally(self: models.Job) -> None:
     if self.stop and not self.job_stopped_reason:
         self.job_stopped_reason = "Terminated"
     self._mark_stopped(success=proc.returncode == 0 and not self.stop)
+
+
+def _ship_logs(job: models.Job, proc: subprocess.Popen[bytes]) -> None:
+    """What Batch's awslogs driver does: each line the container writes, to its CloudWatch Logs
+    stream as it comes (and to this process's own output, for the test's log)."""
+    job.log_stream_name = job._stream_name
+    job._log_backend.ensure_log_group(job._log_group)
+    job._log_backend.ensure_log_stream(job._log_group, job.log_stream_name)
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace").rstrip("\n")
+        print(line, flush=True)
+        job._log_backend.put_log_events(job._log_group, job.log_stream_name,
+                                        [{"timestamp": int(time.time() * 1000), "message": line}])
 
 
 def _fault_for(action: str, body: str) -> dict[str, Any] | None:

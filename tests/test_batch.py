@@ -413,3 +413,24 @@ def test_every_setting_is_in_docs_batch_md_with_its_default() -> None:
         assert row is not None, f"{f.name} is not in docs/batch.md's table"
         default = "required" if f.default == "" else f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
         assert default in row, f"{f.name}: default {default!r} not in {row!r}"
+
+
+def test_a_running_jobs_log_is_read_live_from_cloudwatch(batch_endpoint: BatchEndpoint) -> None:
+    """What get_task_log shows while the task runs: the lines its container wrote so far, from the
+    job's CloudWatch Logs stream (the stand-in ships them as Batch's awslogs driver does)."""
+    from batchexec.logs import read_live
+
+    logs = boto3.client("logs", region_name=REGION, endpoint_url=batch_endpoint.url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    d = _dispatcher(batch_endpoint)
+    d.submit([standin_spec(["sh", "-c", "echo first line; echo second line; sleep 30"])])
+    batch_id = next(e.external_id for e in d.events() if e.state is JobState.PENDING)
+    assert read_live(batch_endpoint.client, logs, "no-such-job")[0] == ["batchexec: AWS Batch has no job no-such-job"]
+    wait_for(lambda: "second line" in "".join(read_live(batch_endpoint.client, logs, batch_id)[1]), 30,
+             "the running job's lines in CloudWatch")
+    sources, text = read_live(batch_endpoint.client, logs, batch_id)
+    assert "CloudWatch Logs /aws/batch/job/" in sources[0]
+    assert text[0].splitlines() == ["first line", "second line"]
+    assert "first line" in read_live(batch_endpoint.client, logs, batch_id, max_events=1)[1][0]
+    assert "the first 1 lines are shown" in read_live(batch_endpoint.client, logs, batch_id, max_events=1)[1][0]
+    d.stop(terminate=True)

@@ -61,6 +61,10 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
     def make_dispatcher(self) -> Dispatcher:
         raise TypeError(f"{type(self).__name__} must define make_dispatcher()")
 
+    def report_failure(self, key: Any, event: JobEvent) -> None:
+        """A job ended failed with a reason (logged, and passed to Airflow as the failure's info);
+        a subclass may tell the task's own log too. Called inside the scheduler loop: must not raise."""
+
     def handle_orphans(self, orphans: Sequence[Orphan]) -> None:
         """Decide about running jobs whose worker went silent; default: fail them."""
         for o in orphans:
@@ -165,6 +169,7 @@ class DispatchExecutor(BaseExecutor):  # type: ignore[misc]
             # Not through log_task_event: Airflow 3.3's bulk insert of those rows fails (log.event NULL).
             where = f" on {event.where}" if event.where else ""
             self.log.warning("job %s for %s ended %s%s: %s", event.job_id, tracked.key, event.state, where, event.reason)
+            self.report_failure(tracked.key, event)
         self.fail(tracked.key, info=event.reason or None)
 
     def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 import sqlalchemy as sa
@@ -66,6 +67,11 @@ class E2E:
         return self.redis.hgetall(self.keys.job(job_id))
 
 
+def _gpu_queue(batch_endpoint: BatchEndpoint, name: str = "e2e-gpu") -> str:
+    known = batch_endpoint.client.describe_job_queues(jobQueues=[name])["jobQueues"]
+    return name if known else batch_endpoint.job_queue(name)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
         batch_endpoint: BatchEndpoint) -> Iterator[E2E]:
@@ -85,6 +91,7 @@ def e2e(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "AIRFLOW__AWS_BATCH_EXECUTOR__JOB_NAME": "airflow-task",
         "AIRFLOW__AWS_BATCH_EXECUTOR__REGION_NAME": REGION,
         "AIRFLOW__AWS_BATCH_EXECUTOR__SUBMIT_JOB_KWARGS": '{"tags": {"deployment": "e2e"}}',
+        "AIRFLOW__AWS_BATCH_EXECUTOR__QUEUE_MAP": orjson.dumps({"gpu": _gpu_queue(batch_endpoint)}).decode(),
     }
     stack = LocalStack(StackConfig(home=home, dags_folder=DAGS, sql_alchemy_conn=pg.url if pg else "",
                                    agents=AGENTS, heartbeat_interval=HEARTBEAT, extra_env=extra,

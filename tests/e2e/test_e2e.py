@@ -174,7 +174,8 @@ def test_batch_executor_runs_tasks_as_batch_jobs(e2e: E2E) -> None:
     assert state == "failed"
     tis = {t.task_id: t for t in e2e.task_instances("e2e_batch", run_id)}
     assert {k: t.state for k, t in tis.items()} == {
-        "batch_ok": "success", "batch_fails": "failed", "batch_crash": "failed", "batch_overrides": "success"}
+        "batch_ok": "success", "batch_fails": "failed", "batch_crash": "failed", "batch_overrides": "success",
+        "batch_mapped_queue": "success", "batch_oom": "failed"}
     with e2e.db.connect() as c:
         ext = dict(c.execute(sa.text("select task_id, external_executor_id from task_instance "
                                      "where dag_id = 'e2e_batch' and run_id = :r"), {"r": run_id}).all())
@@ -194,6 +195,11 @@ def test_batch_executor_runs_tasks_as_batch_jobs(e2e: E2E) -> None:
     env = {e["name"]: e["value"] for e in overrides["container"]["environment"]}
     assert env["E2E_OVERRIDE"] == "from-executor-config" and env["AIRFLOW_IS_EXECUTOR_CONTAINER"] == "true"
     assert overrides["tags"] == {"deployment": "e2e", "e2e_tag": "yes"}
+    assert jobs[ext["batch_mapped_queue"]]["jobQueue"].endswith("/e2e-gpu"), "queue='gpu' -> queue_map's job queue"
+    assert jobs[ext["batch_ok"]]["jobQueue"].endswith(f"/{e2e.batch.queue}"), "an unmapped queue -> job_queue"
+    # the container was killed for memory before the task could log anything: the executor says why
+    log = e2e.stack.task_log("e2e_batch", run_id, "batch_oom", tis["batch_oom"].try_number)
+    assert "out of memory: " in log and "OutOfMemoryError" in log and "exit code 137" in log, log[-2000:]
 
 
 def test_running_task_log_is_served_by_airflow_without_a_shared_volume(e2e: E2E) -> None:

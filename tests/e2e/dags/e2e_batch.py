@@ -30,7 +30,20 @@ with DAG("e2e_batch", schedule=None, start_date=datetime.datetime(2026, 1, 1), c
     def batch_overrides() -> None:
         assert os.environ["E2E_OVERRIDE"] == "from-executor-config", os.environ.get("E2E_OVERRIDE")
 
+    @task(executor=BATCH, queue="gpu")  # [aws_batch_executor] queue_map sends it to the gpu job queue
+    def batch_mapped_queue() -> str:
+        return "ran on the gpu job queue"
+
+    @task(executor=BATCH, retries=0, executor_config={
+        "containerOverrides": {"environment": [{"name": "STANDIN_OOM", "value": "1"}]}})
+    def batch_oom() -> None:
+        import time
+
+        time.sleep(60)  # the stand-in kills the container as the OOM killer would
+
     batch_ok()
+    batch_mapped_queue()
+    batch_oom()
     batch_fails()
     batch_crash()
     batch_overrides()
