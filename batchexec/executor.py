@@ -34,6 +34,8 @@ class BatchExecutor(DispatchExecutor):
         """Into the try's own log: a killed container cannot say why it died (batchexec/tasklog.py)."""
         from batchexec.tasklog import append
 
+        if not hasattr(key, "task_id"):  # a callback's or a connection test's key: it has no task log
+            return
         try:
             append(key, [f"AWS Batch job {event.where or event.job_id} failed: {event.reason}"])
         except Exception:  # the scheduler loop goes on; the reason is in its log already
