@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as AwsConnectionError
 from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
 from batchexec.errors import BatchConfigError, SubmitError
-from batchexec.explain import advice, explain, started
+from batchexec.explain import Cause, advice, explain
 from batchexec.kwargs import command_for, submit_kwargs
 from batchexec.settings import BatchSettings
 from batchexec.throttle import SubmitLimiter
@@ -44,6 +44,7 @@ MISSING_POLLS_BEFORE_LOST = 3
 THROTTLING = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
 CREDENTIALS = frozenset({"ExpiredToken", "ExpiredTokenException", "UnrecognizedClientException",
                          "InvalidClientTokenId", "InvalidSignatureException"})
+DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 _BACKOFF = wait_exponential_jitter(initial=1, max=120)
 STATUSES = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"})
 
@@ -55,25 +56,38 @@ def backoff_seconds(attempt: int) -> float:
     return float(_BACKOFF(state))
 
 
+def _code_status(exc: ClientError) -> tuple[str, int]:
+    code = exc.response.get("Error", {}).get("Code", "")
+    return code, int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _throttled(exc: ClientError) -> bool:
+    code, status = _code_status(exc)
+    return code in THROTTLING or status == 429
+
+
 def _transient(exc: Exception) -> bool:
     """Throttling, a 5xx or the network: worth the same call again later, for every job."""
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in THROTTLING or status == 429 or status >= 500
+        return _throttled(exc) or _code_status(exc)[1] >= 500
     return isinstance(exc, (AwsConnectionError, HTTPClientError))
+
+
+def _systemic(exc: Exception) -> bool:
+    """A failure of every call, not of one job id: transient, or credentials/permissions."""
+    if isinstance(exc, ClientError) and _code_status(exc)[0] in CREDENTIALS | DENIED:
+        return True
+    return _transient(exc) or isinstance(exc, NoCredentialsError)
 
 
 def classify(exc: Exception) -> SubmitError:
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        code, status = _code_status(exc)
         message = exc.response.get("Error", {}).get("Message", str(exc))
         if code in CREDENTIALS:
             return SubmitError(f"AWS credentials refused ({code}): {message}", retryable=True, reload_credentials=True)
-        throttled = code in THROTTLING or status == 429
         return SubmitError(f"SubmitJob failed ({code or status}): {message}", retryable=_transient(exc),
-                           throttled=throttled)
+                           throttled=_throttled(exc))
     # a network error is worth retrying; a parameter botocore refuses (a bad executor_config value) is not
     return SubmitError(f"SubmitJob failed: {type(exc).__name__}: {exc}", retryable=_transient(exc))
 
@@ -92,11 +106,8 @@ class _Job:
     runnable_since: float | None = None
     waiting_reason: str = ""
     describe_error: str = ""
-
-
-def _failure_reason(desc: Mapping[str, Any]) -> str:
-    failure = explain(desc)
-    return f"{failure.text}. {advice(failure.cause)}"
+    terminating: bool = False
+    """TerminateJob was sent (revoked, failed, stopped): its end is reported, never resubmitted."""
 
 
 def _entries(reply: Any) -> list[dict[str, Any]]:
@@ -219,12 +230,11 @@ class BatchDispatcher:
             self._submit_one(job)
 
     def _kwargs(self, spec: JobSpec) -> dict[str, Any]:
-        mapped = self.settings.routes.get(spec.queue)
         return submit_kwargs(
             job_name=self.settings.job_name, job_queue=self.settings.job_queue,
             job_definition=self.settings.job_definition, extra=self.settings.extra_submit_kwargs,
             executor_config=spec.executor_config, command=command_for(spec.workload_json),
-            mapped={"jobQueue": mapped.job_queue, "jobDefinition": mapped.job_definition} if mapped else None)
+            mapped=self.settings.mapped_kwargs.get(spec.queue))
 
     def _submit_one(self, job: _Job) -> None:
         assert job.spec is not None
@@ -232,6 +242,11 @@ class BatchDispatcher:
             kwargs = self._kwargs(job.spec)
         except BatchConfigError as exc:
             self._emit(job, JobState.FAILED, str(exc))
+            return
+        except Exception as exc:  # an executor_config of the wrong shape: that task fails, the loop goes on
+            log.exception("SubmitJob arguments for %s could not be built", job.ref)
+            self._emit(job, JobState.FAILED, f"the task's executor_config cannot be used ({type(exc).__name__}: "
+                                             f"{exc}); give it SubmitJob's shapes (see docs/batch.md)")
             return
         job.attempts += 1
         try:
@@ -294,10 +309,13 @@ class BatchDispatcher:
     def _describe_chunk(self, ids: list[str], found: dict[str, dict[str, Any]], broken: dict[str, str]) -> None:
         try:
             reply = self.client.describe_jobs(jobs=ids)
-        except Exception as exc:  # narrowed down below; transient errors re-raised
-            if _transient(exc):
+        except Exception as exc:  # narrowed down below; what fails every call is re-raised
+            if _systemic(exc):
+                if isinstance(exc, ClientError) and _code_status(exc)[0] in CREDENTIALS:
+                    self.client = self.client_factory()
                 raise
             if len(ids) == 1:
+                log.warning("DescribeJobs fails whenever job %s is in it: %s", ids[0], exc)
                 broken[ids[0]] = f"{type(exc).__name__}: {exc}"
                 return
             mid = len(ids) // 2
@@ -312,7 +330,7 @@ class BatchDispatcher:
             return
         try:
             found, broken = self._describe(list(self._active))
-        except (ClientError, BotoCoreError) as exc:  # only transient ones get here: _describe_chunk
+        except (ClientError, BotoCoreError) as exc:  # only systemic ones get here: _describe_chunk
             log.warning("DescribeJobs failed (will retry): %s", exc)
             self._interval = min(self._interval * 2, self.settings.poll_interval_max)
             self._next_poll = now + self._interval
@@ -366,29 +384,38 @@ class BatchDispatcher:
         for job in stuck:
             waited = now - (job.runnable_since or now)
             reason = (f"never started: RUNNABLE for {waited:.0f} s (runnable_timeout {limit:g} s)"
-                      f"{': ' + job.waiting_reason if job.waiting_reason else ''}. {advice(explain({}).cause)}")
+                      f"{': ' + job.waiting_reason if job.waiting_reason else ''}. {advice(Cause.NEVER_STARTED)}")
+            if not self._terminate(job, reason):
+                continue  # still placeable: a second job now could run the try twice; next poll retries
             del self._active[job.batch_id]
-            self._terminate(job, reason)
             if job.spec is not None and job.attempts < self.settings.max_submit_job_attempts:
+                job.terminating = False
                 self._requeue(job, backoff_seconds(job.attempts), f"{reason}; submitting again")
             else:
                 self._emit(job, JobState.FAILED, f"{reason} (after {job.attempts} attempt(s))")
         return bool(stuck)
 
     def _failed(self, job: _Job, desc: Mapping[str, Any]) -> None:
-        reason = _failure_reason(desc)
-        if job.spec is not None and not started(desc) and job.attempts < self.settings.max_submit_job_attempts:
+        failure = explain(desc)
+        reason = f"{failure.text}. {advice(failure.cause)}"
+        again = not (failure.started or job.terminating or failure.cause is Cause.TERMINATED)
+        if job.spec is not None and again and job.attempts < self.settings.max_submit_job_attempts:
             self._requeue(job, backoff_seconds(job.attempts),
                           f"AWS Batch failed job {job.batch_id} before it started ({reason}); submitting again")
             return
-        self._emit(job, JobState.FAILED, reason, explain(desc).exit_code)
+        self._emit(job, JobState.FAILED, reason, failure.exit_code)
 
-    def _terminate(self, job: _Job, reason: str) -> None:
+    def _terminate(self, job: _Job, reason: str) -> bool:
+        """TerminateJob; whether AWS took it."""
+        job.terminating = True
         try:
             self.client.terminate_job(jobId=job.batch_id, reason=reason[:200])
         except (ClientError, BotoCoreError) as exc:
             log.warning("TerminateJob %s failed: %s", job.batch_id, exc)
-        self._next_poll = 0.0
+            return False
+        finally:
+            self._next_poll = 0.0
+        return True
 
     def _emit(self, job: _Job, state: JobState, reason: str, exit_code: int | None = None) -> None:
         self._events.append(JobEvent(job_id=job.job_id, ref=job.ref, state=state, reason=reason,

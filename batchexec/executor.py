@@ -6,10 +6,12 @@ The task's Airflow ``queue`` picks its job queue through ``[aws_batch_executor] 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from batchexec.client import make_client
 from batchexec.dispatcher import BatchDispatcher
+from batchexec.errors import BatchConfigError
 from batchexec.settings import SECTION, BatchSettings
 from edgeexec.airflow.executor import DispatchExecutor
 from edgeexec.config.lookup import airflow_lookup
@@ -49,14 +51,15 @@ class BatchExecutor(DispatchExecutor):
         job_id = getattr(ti, "external_executor_id", None)
         if not job_id or try_number != ti.try_number:
             return [], []
-        clients = self._log_clients()
-        return read_live(clients[0], clients[1], str(job_id))
+        try:
+            batch, logs = self._log_clients
+        except BatchConfigError as exc:  # this API server lacks [aws_batch_executor]: say so in the view
+            return [f"batchexec: cannot read the live log here: {exc}"], []
+        return read_live(batch, logs, str(job_id))
 
+    @functools.cached_property
     def _log_clients(self) -> tuple[Any, Any]:
-        cached: tuple[Any, Any] | None = getattr(self, "_clients", None)
-        if cached is None:
-            settings = BatchSettings.load(airflow_lookup(SECTION, self.team_name))
-            cached = (make_client(settings.aws_conn_id, settings.region_name),
-                      make_client(settings.aws_conn_id, settings.region_name, "logs"))
-            self._clients = cached
-        return cached
+        """(batch, logs) clients, made once per executor: Airflow's log reader keeps its executors."""
+        settings = BatchSettings.load(airflow_lookup(SECTION, self.team_name))
+        return (make_client(settings.aws_conn_id, settings.region_name),
+                make_client(settings.aws_conn_id, settings.region_name, "logs"))

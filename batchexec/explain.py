@@ -46,19 +46,26 @@ class Failure:
     started: bool
 
 
-def _container(desc: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The job's container, or its last attempt's (both appear in AWS's answer)."""
-    container = desc.get("container")
+def mapping(value: Any) -> Mapping[str, Any]:
+    """AWS's answer as parsed JSON: a field that should be an object may be anything."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _attempts(desc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     attempts = desc.get("attempts")
-    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], Mapping) else {}
-    merged: dict[str, Any] = dict(last.get("container") or {}) if isinstance(last.get("container"), Mapping) else {}
-    if isinstance(container, Mapping):
-        merged.update({k: v for k, v in container.items() if v is not None})
+    return [a for a in attempts if isinstance(a, Mapping)] if isinstance(attempts, list) else []
+
+
+def container(desc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The job's container, filled in from its last attempt's (both appear in AWS's answer)."""
+    attempts = _attempts(desc)
+    merged = dict(mapping(attempts[-1].get("container"))) if attempts else {}
+    merged.update({k: v for k, v in mapping(desc.get("container")).items() if v is not None})
     return merged
 
 
 def exit_code(desc: Mapping[str, Any]) -> int | None:
-    code = _container(desc).get("exitCode")
+    code = container(desc).get("exitCode")
     try:
         return None if code is None else int(code)
     except (TypeError, ValueError):
@@ -67,11 +74,8 @@ def exit_code(desc: Mapping[str, Any]) -> int | None:
 
 def started(desc: Mapping[str, Any]) -> bool:
     """Whether a container of this job ever started (a start time, or an exit code, anywhere)."""
-    if desc.get("startedAt"):
-        return True
-    attempts = desc.get("attempts")
-    return any(isinstance(a, Mapping) and (a.get("startedAt") or (a.get("container") or {}).get("exitCode") is not None)
-               for a in (attempts if isinstance(attempts, list) else []))
+    return bool(desc.get("startedAt")) or any(
+        a.get("startedAt") or mapping(a.get("container")).get("exitCode") is not None for a in _attempts(desc))
 
 
 def _cause(status_reason: str, container_reason: str, code: int | None, ran: bool) -> Cause:
@@ -80,11 +84,11 @@ def _cause(status_reason: str, container_reason: str, code: int | None, ran: boo
         return Cause.OUT_OF_MEMORY
     if "cannotpullcontainer" in both or "pull image" in both:
         return Cause.IMAGE
-    if "timeout" in both or "duration exceeded" in both:
+    if ran and ("duration exceeded" in both or "exceeded timeout" in both):
         return Cause.TIMEOUT
-    if "host ec2" in both or "spot" in both or ("terminated" in both and ("instance" in both or "host" in both)):
+    if "host ec2" in both or "spot instance" in both or ("terminated" in both and ("instance" in both or "host" in both)):
         return Cause.HOST_TERMINATED
-    if "terminat" in both and ran:
+    if "terminat" in both or "revoked" in both:
         return Cause.TERMINATED
     if not ran:
         return Cause.NEVER_STARTED
@@ -98,7 +102,7 @@ def _cause(status_reason: str, container_reason: str, code: int | None, ran: boo
 def explain(desc: Mapping[str, Any]) -> Failure:
     """The cause of a FAILED job, from one DescribeJobs entry (any field may be missing)."""
     status_reason = str(desc.get("statusReason") or "")
-    container_reason = str(_container(desc).get("reason") or "")
+    container_reason = str(container(desc).get("reason") or "")
     code, ran = exit_code(desc), started(desc)
     cause = _cause(status_reason, container_reason, code, ran)
     words = [w for w in (status_reason, container_reason) if w]

@@ -13,42 +13,44 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchexec.explain import container, mapping
+
 DEFAULT_GROUP = "/aws/batch/job"
+MAX_PAGES = 100
+"""GetLogEvents calls per view at most: an empty page does not always mean the end of a stream."""
 MAX_EVENTS = 10_000
 """Lines read per view: a log past this is cut, saying so, rather than paged for minutes."""
 LogResponse = tuple[list[str], list[str]]
 
 
 def _stream(desc: Mapping[str, Any]) -> tuple[str, str]:
-    raw_container, raw_attempts = desc.get("container"), desc.get("attempts")
-    container: Mapping[str, Any] = raw_container if isinstance(raw_container, Mapping) else {}
-    attempts: list[Any] = raw_attempts if isinstance(raw_attempts, list) else []
-    stream = container.get("logStreamName") or next(
-        (a.get("container", {}).get("logStreamName") for a in reversed(attempts)
-         if isinstance(a, Mapping) and a.get("container", {}).get("logStreamName")), None)
-    options = (container.get("logConfiguration") or {}).get("options") or {}
-    return str(options.get("awslogs-group") or DEFAULT_GROUP), str(stream or "")
+    """(log group, log stream) of a job: the awslogs group its job definition names, or Batch's."""
+    found = container(desc)
+    group = mapping(mapping(found.get("logConfiguration")).get("options")).get("awslogs-group")
+    return str(group or DEFAULT_GROUP), str(found.get("logStreamName") or "")
 
 
 def read_live(batch: Any, logs: Any, job_id: str, max_events: int = MAX_EVENTS) -> LogResponse:
     """(sources, [text]) of one Batch job's log stream; AWS errors become a source line, never raise."""
     try:
-        found = batch.describe_jobs(jobs=[job_id]).get("jobs") or []
-        if not found:
+        jobs = mapping(batch.describe_jobs(jobs=[job_id])).get("jobs")
+        desc = mapping(jobs[0]) if isinstance(jobs, list) and jobs else {}
+        if not desc:
             return [f"batchexec: AWS Batch has no job {job_id}"], []
-        group, stream = _stream(found[0])
+        group, stream = _stream(desc)
         if not stream:
-            return [f"batchexec: AWS Batch job {job_id} is {found[0].get('status')}; no log stream yet"], []
-        events: list[dict[str, Any]] = []
+            return [f"batchexec: AWS Batch job {job_id} is {desc.get('status')}; no log stream yet"], []
+        events: list[Mapping[str, Any]] = []
         token = None
-        while len(events) < max_events:
+        for _ in range(MAX_PAGES):
             kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
             if token:
                 kwargs["nextToken"] = token
-            page = logs.get_log_events(**kwargs)
-            events += page.get("events") or []
-            if not page.get("events") or page.get("nextForwardToken") in (None, token):
-                break
+            page = mapping(logs.get_log_events(**kwargs))
+            got = page.get("events")
+            events += [e for e in got if isinstance(e, Mapping)] if isinstance(got, list) else []
+            if len(events) >= max_events or page.get("nextForwardToken") in (None, token):
+                break  # AWS answers the same token at the end of a stream
             token = page["nextForwardToken"]
     except (ClientError, BotoCoreError) as exc:
         return [f"batchexec: could not read the log of AWS Batch job {job_id}: {exc}"], []

@@ -14,6 +14,7 @@ from edgeexec.config.lookup import Lookup, build, doc
 SECTION = "aws_batch_executor"
 REQUIRED = ("job_queue", "job_definition", "job_name", "region_name")
 ROUTE_KEYS = frozenset({"job_queue", "job_definition"})
+CAMEL = {"job_queue": "jobQueue", "job_definition": "jobDefinition"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class BatchSettings:
     submit_rate: float = field(default=20.0, metadata=doc(
         "SubmitJob calls per second at most (halved while AWS throttles, then recovering); 0 = no limit."))
 
-    @property
+    @functools.cached_property
     def extra_submit_kwargs(self) -> dict[str, Any]:
         return _json_object("submit_job_kwargs", self.submit_job_kwargs)
 
@@ -91,6 +92,16 @@ class BatchSettings:
 
     def route(self, queue: str) -> Route:
         return self.routes.get(queue, self.default_route)
+
+    @functools.cached_property
+    def mapped_kwargs(self) -> dict[str, dict[str, str]]:
+        """Airflow queue -> the SubmitJob keys its queue_map entry sets, and only those: an entry
+        naming a job queue leaves the job definition to submit_job_kwargs or the default."""
+        out: dict[str, dict[str, str]] = {}
+        for queue, value in _json_object("queue_map", self.queue_map).items():
+            entry = {"job_queue": value} if isinstance(value, str) else dict(value)
+            out[str(queue)] = {CAMEL[k]: v for k, v in entry.items()}
+        return out
 
     @classmethod
     def load(cls, lookup: Lookup) -> BatchSettings:

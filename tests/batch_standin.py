@@ -118,10 +118,12 @@ def _ship_logs(job: models.Job, proc: subprocess.Popen[bytes]) -> None:
 
 
 def _fault_for(action: str, body: str) -> dict[str, Any] | None:
+    """The first rule for this action whose text is in the body and has uses left (times < 0: always)."""
     with _LOCK:
         for rule in FAULTS:
-            if rule.get("action", "").lower() == action and rule.get("match", "") in body and rule.get("times", -1):
-                rule["times"] = rule.get("times", -1) - 1 if rule.get("times", -1) > 0 else rule.get("times", -1)
+            times = rule.get("times", -1)
+            if rule.get("action", "").lower() == action and rule.get("match", "") in body and times != 0:
+                rule["times"] = times - 1 if times > 0 else times
                 return rule
     return None
 
