@@ -3,8 +3,9 @@
 A container killed for memory, a host taken back or a job that never started leave the task no
 chance to log anything, so the reason would otherwise live only in the scheduler's log. The lines
 go to the try's log file under ``[logging] base_log_folder``, in Airflow's structured format, and
-through the configured remote logging (S3, CloudWatch, ...), whose upload appends to the try's
-remote log, so the log view shows them wherever Airflow reads logs from.
+through the configured remote logging's upload, which for file stores such as S3 appends to the
+try's remote log. A remote log that ships lines only as a task writes them (and uploads nothing
+afterwards) does not get this line; the scheduler's log and Airflow's failure info still have it.
 """
 
 from __future__ import annotations
